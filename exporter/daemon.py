@@ -1,0 +1,162 @@
+"""The long-running exporter: settings → scheduler → probe → recorder → HTTP, wired once.
+
+Owns the lifecycle around those rooms: start-up (web server, warm-up, first probes), config
+reload (validate first, then swap; a bad config never replaces a good one), the latest result
+per job for the landing page, one log line per failed probe, and a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from exporter import __version__
+from exporter.clock import Clock, SystemClock
+from exporter.config import ConfigError, Settings, load_settings
+from exporter.recorder import ExporterMetrics, Recorder, new_registry
+from exporter.result import NS_PER_S, JobKey, ProbeResult
+from exporter.runner import ProbeRunner
+from exporter.scheduler import ProbeScheduler
+from exporter.web import WebHooks, WebServer, make_app
+
+log = logging.getLogger(__name__)
+
+RELOAD_WAIT_S = 30.0
+
+
+def _result_fields(result: ProbeResult) -> dict[str, object]:
+    key = result.job
+    fields: dict[str, object] = {"target": key.target, "model": key.model, "probe": key.probe}
+    if result.reason is not None:
+        fields["reason"] = result.reason.value
+        fields["detail"] = result.detail
+        fields["after_s"] = round(result.elapsed_ns / NS_PER_S, 3)
+    else:
+        fields["ttft_s"] = round((result.ttft_ns or 0) / NS_PER_S, 4)
+        tps = result.tokens_per_second
+        fields["tokens_per_s"] = None if tps is None else round(tps, 2)
+        fields["tokens"] = result.output_tokens
+        fields["done_reason"] = result.server.done_reason if result.server else None
+    return fields
+
+
+class Daemon:
+    """One exporter process. ``run()`` returns when ``stop()`` is called or a signal arrives."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        listen: tuple[str, int],
+        config_path: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        on_ready: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._config_path = config_path
+        self._environ = environ
+        self._clock = clock or SystemClock()
+        self._on_ready = on_ready
+        self.registry = new_registry()
+        self._self_metrics = ExporterMetrics(self.registry, __version__)
+        self._recorder = Recorder(self.registry)
+        self._runner = ProbeRunner(self._clock)
+        self._scheduler = ProbeScheduler(self._runner.run, self._on_result)
+        self._results: Mapping[JobKey, ProbeResult | None] = MappingProxyType({})
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        hooks = WebHooks(
+            healthy=lambda: self._scheduler.running,
+            reload=self._reload_from_thread,
+            results=lambda: self._results,
+            version=__version__,
+        )
+        self.web = WebServer(listen[0], listen[1], make_app(self.registry, hooks))
+
+    @property
+    def url(self) -> str:
+        host = self.web.host if self.web.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.web.port}"
+
+    def _apply(self, settings: Settings) -> None:
+        jobs = settings.jobs()
+        self._runner.configure(settings.targets)
+        self._recorder.sync_jobs(spec.key for spec in jobs)
+        old = self._results
+        self._results = MappingProxyType({s.key: old.get(s.key) for s in jobs})
+        self.settings = settings
+        self._self_metrics.config_loaded(True, self._clock.time())
+        for warning in settings.warnings():
+            log.warning("config: %s", warning)
+
+    def _on_result(self, result: ProbeResult) -> None:
+        if not self._recorder.record(result):
+            return  # the job left the config while this probe was in flight
+        self._results = MappingProxyType({**self._results, result.job: result})
+        if result.reason is not None:
+            log.warning("probe failed", extra={"fields": _result_fields(result)})
+            return
+        log.debug("probe ok", extra={"fields": _result_fields(result)})
+        if result.tokens_from_chunks:
+            log.debug(
+                "server sent no eval_count: tokens counted from text chunks",
+                extra={"fields": {"job": str(result.job), "text_chunks": result.text_chunks}},
+            )
+
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read the config; apply it only if it is valid."""
+        try:
+            settings = await asyncio.to_thread(load_settings, self._config_path, self._environ)
+        except ConfigError as err:
+            self._self_metrics.config_loaded(False, self._clock.time())
+            for problem in err.problems:
+                log.error("config reload refused: %s", problem)
+            return False, "reload refused, previous config kept:\n" + str(err)
+        self._apply(settings)
+        self._scheduler.replace_jobs(settings.jobs())
+        log.info("config reloaded", extra={"fields": {"jobs": len(settings.jobs())}})
+        return True, f"reloaded: {len(settings.jobs())} jobs"
+
+    def _reload_from_thread(self) -> tuple[bool, str]:
+        """``POST /-/reload`` arrives on a web thread; the reload runs on the event loop."""
+        if self._loop is None:
+            return False, "not running"
+        future = asyncio.run_coroutine_threadsafe(self.reload(), self._loop)
+        return future.result(timeout=RELOAD_WAIT_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._apply(self.settings)
+        if handle_signals:
+            self._install_signals(self._loop)
+        self.web.start()
+        log.info("listening", extra={"fields": {"address": self.url, "version": __version__}})
+        try:
+            await self._runner.warm_up()
+            # Everything imported and allocated so far lives for good: freezing it shortens
+            # the collector's pauses, which would otherwise land inside probe timings.
+            gc.freeze()
+            self._scheduler.start(self.settings.jobs())
+            if self._on_ready is not None:
+                self._on_ready(self.url)
+            await self._stop.wait()
+        finally:
+            log.info("shutting down")
+            await self._scheduler.shutdown()
+            await self._runner.aclose()
+            self.web.close()

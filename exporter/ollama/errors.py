@@ -1,0 +1,41 @@
+"""Map an HTTP error response to exactly one ``Reason``: pure, so every case is unit-tested.
+
+Ollama answers handler errors as ``{"error": "..."}`` JSON. A reverse proxy's own 404 (wrong
+base path, unknown route) is plain text, and only Ollama's JSON "model … not found" means the
+model is missing; everything else non-2xx except 503 is a generic ``http_error``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from exporter.result import Reason
+
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+def error_message(body: bytes) -> str | None:
+    """The ``error`` string of an Ollama JSON error body, or None if the body is not one."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, str):
+            return err
+        if isinstance(err, dict) and isinstance(err.get("message"), str):  # /v1 error shape
+            return str(err["message"])
+    return None
+
+
+def classify_status(status: int, body: bytes) -> tuple[Reason, str]:
+    """Reason and a short detail for a non-2xx response with (at most 64 KiB of) ``body``."""
+    message = error_message(body)
+    shown = message if message is not None else body[:200].decode("utf-8", "replace").strip()
+    detail = f"HTTP {status}: {shown}" if shown else f"HTTP {status}"
+    if status == 404 and message is not None and "not found" in message:
+        return Reason.MODEL_NOT_FOUND, detail
+    if status == 503:
+        return Reason.SERVER_BUSY, detail
+    return Reason.HTTP_ERROR, detail

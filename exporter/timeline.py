@@ -1,0 +1,95 @@
+"""The probe timeline: which chunk arrived when, and the ProbeResult that follows from it.
+
+Pure bookkeeping, fed by the prober with (chunk, arrival time) pairs, so the definitions of
+TTFT, the decode span and the token count live in one small place that a fake clock can test:
+
+- ``t0``: just before the request was sent (connect included in everything after it);
+- ``t_first``: arrival of the first chunk with non-empty generated text, thinking included;
+- ``t_last``: arrival of the last chunk with generated text; ``t_done``: the done chunk;
+- ``N``: ``eval_count`` from the done chunk, never the number of chunks, unless the server
+  sent no count at all (a proxy that strips fields), when the text-chunk count stands in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.ollama.stream import Chunk
+from exporter.result import JobKey, ProbeResult, Reason, ServerStats
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Arrival times (monotonic ns) of the chunks of one probe, relative to ``t0_ns``."""
+
+    t0_ns: int
+    chunks: int = 0
+    text_chunks: int = 0
+    first_chunk_ns: int | None = None
+    first_text_ns: int | None = None
+    last_text_ns: int | None = None
+    done_ns: int | None = None
+    stats: ServerStats | None = None
+    http_status: int | None = None
+
+    def observe(self, chunk: Chunk, t_ns: int) -> None:
+        """Record one non-error chunk that arrived at ``t_ns``."""
+        self.chunks += 1
+        if self.first_chunk_ns is None:
+            self.first_chunk_ns = t_ns
+        if chunk.has_text:
+            self.text_chunks += 1
+            if self.first_text_ns is None:
+                self.first_text_ns = t_ns
+            self.last_text_ns = t_ns
+        if chunk.done:
+            self.done_ns = t_ns
+            self.stats = chunk.stats
+
+    def success(self, job: JobKey, finished_at: float) -> ProbeResult:
+        """The result of a stream that ended with its done chunk.
+
+        A done chunk with no text before it is ``empty_response``: there is no TTFT to
+        report, and a probe that generated nothing did not show the model works.
+        """
+        assert self.done_ns is not None
+        if self.first_text_ns is None or self.last_text_ns is None:
+            return self.failure(
+                job,
+                finished_at,
+                Reason.EMPTY_RESPONSE,
+                "done, but no chunk carried text",
+                self.done_ns,
+            )
+        stats = self.stats or ServerStats()
+        from_chunks = stats.eval_count <= 0
+        return ProbeResult(
+            job=job,
+            finished_at=finished_at,
+            reason=None,
+            detail=f"done_reason={stats.done_reason}",
+            elapsed_ns=self.done_ns - self.t0_ns,
+            ttft_ns=self.first_text_ns - self.t0_ns,
+            decode_span_ns=self.last_text_ns - self.first_text_ns,
+            output_tokens=self.text_chunks if from_chunks else stats.eval_count,
+            tokens_from_chunks=from_chunks,
+            text_chunks=self.text_chunks,
+            server=stats,
+            http_status=self.http_status,
+        )
+
+    def failure(
+        self, job: JobKey, finished_at: float, reason: Reason, detail: str, t_ns: int
+    ) -> ProbeResult:
+        """A failed probe; what did arrive is kept for logs and the debug page."""
+        return ProbeResult(
+            job=job,
+            finished_at=finished_at,
+            reason=reason,
+            detail=detail,
+            elapsed_ns=max(0, t_ns - self.t0_ns),
+            ttft_ns=None if self.first_text_ns is None else self.first_text_ns - self.t0_ns,
+            text_chunks=self.text_chunks,
+            server=self.stats,
+            http_status=self.http_status,
+        )

@@ -1,0 +1,151 @@
+"""The NDJSON splitter and chunk parser, on byte streams built by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exporter.ollama.stream import InvalidLine, LineSplitter, LineTooLong, parse_chunk
+
+GEN = {"model": "m", "created_at": "2026-11-20T09:00:01Z", "response": "Hi", "done": False}
+DONE = {
+    "model": "m",
+    "created_at": "2026-11-20T09:00:02Z",
+    "response": "",
+    "done": True,
+    "done_reason": "length",
+    "total_duration": 171204883,
+    "load_duration": 3180442,
+    "prompt_eval_count": 41,
+    "prompt_eval_duration": 58120000,
+    "eval_count": 15,
+    "eval_duration": 104803000,
+}
+
+
+def line(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+class TestLineSplitter:
+    def test_lines_split_across_reads_are_joined(self) -> None:
+        """A line cut in the middle by the transport comes out whole, once."""
+        data = line(GEN) + line(DONE)
+        splitter = LineSplitter()
+        out: list[bytes] = []
+        for i in range(0, len(data), 7):
+            out += splitter.feed(data[i : i + 7])
+        assert out == [line(GEN)[:-1], line(DONE)[:-1]]
+        assert splitter.tail() == b""
+
+    def test_unicode_line_separators_do_not_split(self) -> None:
+        """U+0085, U+2028 and \\r inside a string stay inside their line (unlike splitlines)."""
+        text = "a\u0085b\u2028c\rd"
+        raw = b'{"response":"' + text.encode() + b'","done":false}\n'
+        assert len(LineSplitter().feed(raw)) == 1
+        assert len(raw.decode().splitlines()) > 1  # what a naive splitter would have done
+
+    def test_partial_tail_is_kept(self) -> None:
+        """Bytes after the last newline are the tail, not a line."""
+        splitter = LineSplitter()
+        assert splitter.feed(b'{"a":1}\n{"b"') == [b'{"a":1}']
+        assert splitter.tail() == b'{"b"'
+
+    def test_multi_megabyte_line_is_accepted(self) -> None:
+        """A done line with a 2.7 MB context array parses (Go's 64 KiB scanner limit is a bug)."""
+        big = dict(DONE, context=list(range(400_000)))
+        data = line(big)
+        assert len(data) > 2_000_000
+        splitter = LineSplitter()
+        lines: list[bytes] = []
+        for i in range(0, len(data), 65536):
+            lines += splitter.feed(data[i : i + 65536])
+        assert len(lines) == 1
+        chunk = parse_chunk(lines[0])
+        assert chunk is not None and chunk.done
+
+    def test_line_over_cap_is_refused(self) -> None:
+        """An endless line raises instead of buffering without bound."""
+        splitter = LineSplitter(max_line_bytes=1000)
+        splitter.feed(b"x" * 900)
+        with pytest.raises(LineTooLong):
+            splitter.feed(b"x" * 200)
+
+
+class TestParseChunk:
+    def test_text_chunk(self) -> None:
+        """A generate chunk with a non-empty response has text and is not done."""
+        chunk = parse_chunk(line(GEN))
+        assert chunk is not None
+        assert (chunk.has_text, chunk.done, chunk.error, chunk.stats) == (True, False, None, None)
+
+    @pytest.mark.parametrize(
+        "obj",
+        [
+            {"response": "", "thinking": "Okay", "done": False},
+            {"message": {"role": "assistant", "content": "", "thinking": "Hmm"}, "done": False},
+            {"message": {"role": "assistant", "content": "Waves"}, "done": False},
+            {"response": "\n\n", "done": False},
+        ],
+    )
+    def test_thinking_chat_and_whitespace_count_as_text(self, obj: dict[str, object]) -> None:
+        """Thinking text, chat content and whitespace-only text are all generated text."""
+        chunk = parse_chunk(line(obj))
+        assert chunk is not None and chunk.has_text
+
+    @pytest.mark.parametrize(
+        "obj",
+        [
+            {"response": "", "done": False},
+            {"message": {"role": "assistant", "content": ""}, "done": False},
+            {"response": None, "done": False},
+        ],
+    )
+    def test_empty_chunks_have_no_text(self, obj: dict[str, object]) -> None:
+        """Empty strings and nulls are not text."""
+        chunk = parse_chunk(line(obj))
+        assert chunk is not None and not chunk.has_text
+
+    def test_done_chunk_stats(self) -> None:
+        """The done chunk carries the server's counters, in integer nanoseconds."""
+        chunk = parse_chunk(line(DONE))
+        assert chunk is not None and chunk.done and chunk.stats is not None
+        s = chunk.stats
+        assert (s.eval_count, s.eval_duration_ns, s.prompt_eval_count) == (15, 104803000, 41)
+        assert (s.prompt_eval_duration_ns, s.load_duration_ns) == (58120000, 3180442)
+        assert (s.total_duration_ns, s.done_reason) == (171204883, "length")
+
+    def test_missing_metrics_are_zero(self) -> None:
+        """Ollama omits zero metrics, so a bare done chunk has all-zero stats."""
+        chunk = parse_chunk(line({"response": "", "done": True}))
+        assert chunk is not None and chunk.stats is not None
+        assert chunk.stats.eval_count == 0 and chunk.stats.done_reason is None
+
+    def test_error_line(self) -> None:
+        """A mid-stream {"error": …} line is an error chunk, whatever else it holds."""
+        chunk = parse_chunk(line({"error": "an error was encountered while running the model"}))
+        assert chunk is not None and chunk.error == "an error was encountered while running the model"
+
+    def test_blank_line_is_skipped(self) -> None:
+        """Blank lines (and a trailing CR) are not chunks."""
+        assert parse_chunk(b"") is None
+        assert parse_chunk(b"\r") is None
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b'{"model":"m","respo',
+            b"[1,2]",
+            b'{"response":"x"}',
+            b'{"response":"x","done":"false"}',
+            b'{"done":true,"eval_count":"15"}',
+            b'{"done":true,"eval_count":-1}',
+            b'{"done":true,"eval_count":true}',
+            b"\xff\xfe",
+        ],
+    )
+    def test_invalid_lines_raise(self, raw: bytes) -> None:
+        """Anything but a JSON object with a boolean done (and integer stats) is invalid."""
+        with pytest.raises(InvalidLine):
+            parse_chunk(raw)
