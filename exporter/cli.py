@@ -92,7 +92,9 @@ def _print_problems(err: ConfigError) -> int:
 def _run_daemon(args: argparse.Namespace) -> int:
     from exporter.daemon import Daemon  # noqa: PLC0415 (keep `--config.check` light)
 
-    if args.config_file is None and not any(k.upper().startswith("OLLAMA_PROBE_") for k in os.environ):
+    if args.config_file is None and not any(
+        k.upper().startswith("OLLAMA_PROBE_") for k in os.environ
+    ):
         raise UsageError("--config.file is required (or OLLAMA_PROBE_* environment variables)")
     try:
         settings = load_settings(args.config_file)
@@ -108,7 +110,9 @@ def _run_daemon(args: argparse.Namespace) -> int:
     try:
         daemon = Daemon(settings, listen=(host, port), config_path=args.config_file)
     except OSError as err:
-        print(f"--web.listen-address: cannot listen on {args.listen}: {err.strerror}", file=sys.stderr)
+        print(
+            f"--web.listen-address: cannot listen on {args.listen}: {err.strerror}", file=sys.stderr
+        )
         return 1
     asyncio.run(daemon.run())
     return 0

@@ -33,6 +33,11 @@ class StreamingResponse(Protocol):
     @property
     def status(self) -> int: ...
 
+    @property
+    def connect_started_ns(self) -> int | None: ...
+
+    def arrival_ns(self) -> int | None: ...
+
     def chunks(self) -> AsyncIterator[bytes]: ...
 
     async def read_limited(self, limit: int) -> bytes: ...
@@ -75,13 +80,17 @@ class _Probe:
         assert deadline is not None
         stall_s = self.spec.profile.stall_timeout
         async with client.open_stream(prepared) as response:
+            # The transport's own stamps are closer to the wire than ours: t0 at connect
+            # start, arrivals when the socket read returned (before HTTP parsing).
+            if response.connect_started_ns is not None:
+                self.timeline.t0_ns = response.connect_started_ns
             self.timeline.http_status = response.status
             if not 200 <= response.status < 300:
                 body = await response.read_limited(ERROR_BODY_LIMIT)
                 return self.fail(*classify_status(response.status, body))
             splitter = LineSplitter(self.max_line_bytes)
             async for data in response.chunks():
-                t_ns = self.clock.monotonic_ns()
+                t_ns = response.arrival_ns() or self.clock.monotonic_ns()
                 for line in splitter.feed(data):
                     result = self.take_line(line, t_ns)
                     if result is not None:

@@ -168,7 +168,7 @@ def new_registry() -> CollectorRegistry:
     ``disable_created_metrics`` is a process-wide switch in prometheus-client; the
     ``_created`` series would double the counter series for nothing Prometheus uses.
     """
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

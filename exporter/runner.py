@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SAFETY_MARGIN_S = 5.0
 
-ClientFactory = Callable[[Target], OllamaClient]
+ClientFactory = Callable[[Target, Clock], OllamaClient]
 
 
 @dataclass(eq=False)
@@ -43,9 +43,9 @@ class _TargetSlot:
 class ProbeRunner:
     """Runs one probe for a job with its target's client and concurrency limit."""
 
-    def __init__(self, clock: Clock, client_factory: ClientFactory = OllamaClient) -> None:
+    def __init__(self, clock: Clock, client_factory: ClientFactory | None = None) -> None:
         self._clock = clock
-        self._factory = client_factory
+        self._factory = client_factory or (lambda target, clock: OllamaClient(target, clock=clock))
         self._slots: dict[str, _TargetSlot] = {}
         self._closers: set[asyncio.Task[None]] = set()
 
@@ -59,7 +59,9 @@ class ProbeRunner:
                 if slot is not None:
                     self._retire(slot)
                 slot = _TargetSlot(
-                    target, self._factory(target), asyncio.Semaphore(target.concurrency)
+                    target,
+                    self._factory(target, self._clock),
+                    asyncio.Semaphore(target.concurrency),
                 )
             self._slots[target.name] = slot
         for slot in old.values():

@@ -47,11 +47,13 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     """No access log on stderr: Prometheus scrapes every few seconds."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-def _respond(start: StartResponse, status: str, body: str, ctype: str = "text/plain") -> list[bytes]:
+def _respond(
+    start: StartResponse, status: str, body: str, ctype: str = "text/plain"
+) -> list[bytes]:
     data = body.encode()
     start(status, [("Content-Type", f"{ctype}; charset=utf-8"), ("Content-Length", str(len(data)))])
     return [data]
@@ -61,24 +63,32 @@ def make_app(registry: CollectorRegistry, hooks: WebHooks) -> WsgiApp:
     """The WSGI application: a dispatcher over the four endpoints."""
     metrics_app = make_wsgi_app(registry)
 
+    def healthy(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        if hooks.healthy():
+            return _respond(start, "200 OK", "Healthy\n")
+        return _respond(start, "503 Service Unavailable", "scheduler not running\n")
+
+    def reload(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _respond(start, "405 Method Not Allowed", "use POST to reload\n")
+        ok, message = hooks.reload()
+        return _respond(start, "200 OK" if ok else "500 Internal Server Error", message + "\n")
+
+    def index(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        return _respond(start, "200 OK", landing_page(hooks), "text/html")
+
+    routes: dict[str, WsgiApp] = {
+        "/metrics": metrics_app,
+        "/-/healthy": healthy,
+        "/-/reload": reload,
+        "/": index,
+    }
+
     def app(environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        method = environ.get("REQUEST_METHOD", "GET")
-        if path == "/metrics":
-            return metrics_app(environ, start)
-        if path == "/-/healthy":
-            if hooks.healthy():
-                return _respond(start, "200 OK", "Healthy\n")
-            return _respond(start, "503 Service Unavailable", "scheduler not running\n")
-        if path == "/-/reload":
-            if method != "POST":
-                return _respond(start, "405 Method Not Allowed", "use POST to reload\n")
-            ok, message = hooks.reload()
-            status = "200 OK" if ok else "500 Internal Server Error"
-            return _respond(start, status, message + "\n")
-        if path == "/":
-            return _respond(start, "200 OK", landing_page(hooks), "text/html")
-        return _respond(start, "404 Not Found", "not found\n")
+        route = routes.get(environ.get("PATH_INFO", "/"))
+        if route is None:
+            return _respond(start, "404 Not Found", "not found\n")
+        return route(environ, start)
 
     return app
 
@@ -104,7 +114,9 @@ def _row(key: JobKey, result: ProbeResult | None) -> str:
 
 def landing_page(hooks: WebHooks) -> str:
     """A small page: links, and the last result of every job."""
-    rows = "\n".join(_row(k, r) for k, r in sorted(hooks.results().items(), key=lambda kv: str(kv[0])))
+    rows = "\n".join(
+        _row(k, r) for k, r in sorted(hooks.results().items(), key=lambda kv: str(kv[0]))
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Ollama Probe Exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}</style>

@@ -27,7 +27,9 @@ def ok(key: JobKey = A) -> ProbeResult:
 
 
 def fail(reason: Reason, key: JobKey = A) -> ProbeResult:
-    return ProbeResult(job=key, finished_at=1_800_000_200.0, reason=reason, elapsed_ns=2_000_000_000)
+    return ProbeResult(
+        job=key, finished_at=1_800_000_200.0, reason=reason, elapsed_ns=2_000_000_000
+    )
 
 
 @pytest.fixture
@@ -43,10 +45,12 @@ def rec(reg: CollectorRegistry) -> Recorder:
 
 
 def test_error_counters_precreated_for_every_reason(reg: CollectorRegistry, rec: Recorder) -> None:
-    """Every job × reason error counter exists at 0 before any probe, so rate() sees the first."""
+    """Every job x reason error counter exists at 0 before any probe, so rate() sees the first."""
     for key in (A, B):
         for reason in Reason:
-            value = reg.get_sample_value("ollama_probe_errors_total", labels(key, reason=reason.value))
+            value = reg.get_sample_value(
+                "ollama_probe_errors_total", labels(key, reason=reason.value)
+            )
             assert value == 0.0
     assert reg.get_sample_value("ollama_probe_runs_total", labels(A)) == 0.0
     # No last-value lies before the first probe, and no error-histogram children.
@@ -120,5 +124,8 @@ def test_no_created_series_and_build_info() -> None:
     assert "_created" not in text
     assert reg.get_sample_value("ollama_probe_exporter_build_info", {"version": "1.2.3"}) == 1.0
     assert reg.get_sample_value("ollama_probe_exporter_config_last_reload_successful") == 1.0
-    assert reg.get_sample_value("ollama_probe_exporter_config_last_reload_success_timestamp_seconds") == 1234.0
+    assert (
+        reg.get_sample_value("ollama_probe_exporter_config_last_reload_success_timestamp_seconds")
+        == 1234.0
+    )
     assert "process_cpu_seconds_total" in text or "python_info" in text

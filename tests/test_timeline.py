@@ -39,7 +39,8 @@ class TestSuccess:
         assert r.ttft_ns == 120 * MS
         assert r.decode_span_ns == 40 * MS
         assert r.elapsed_ns == 170 * MS
-        assert r.output_tokens == 3 and not r.tokens_from_chunks
+        assert r.output_tokens == 3
+        assert not r.tokens_from_chunks
 
     def test_tokens_come_from_eval_count_not_chunks(self) -> None:
         """Five text chunks but eval_count 9: N is 9 (a chunk may hold several tokens)."""
@@ -59,7 +60,8 @@ class TestSuccess:
             tl.observe(text(), (i + 1) * MS)
         tl.observe(done(), 5 * MS)
         r = tl.success(KEY, 0.0)
-        assert r.output_tokens == 4 and r.tokens_from_chunks
+        assert r.output_tokens == 4
+        assert r.tokens_from_chunks
 
     def test_text_in_done_chunk_counts(self) -> None:
         """Older servers put the last token in the done chunk: it is t_last."""
@@ -86,5 +88,6 @@ class TestFailure:
         tl.observe(text(), 100 + 30 * MS)
         r = tl.failure(KEY, 5.0, Reason.STREAM_ERROR, "boom", 100 + 90 * MS)
         assert (r.reason, r.detail, r.finished_at) == (Reason.STREAM_ERROR, "boom", 5.0)
-        assert r.ttft_ns == 30 * MS and r.elapsed_ns == 90 * MS
+        assert r.ttft_ns == 30 * MS
+        assert r.elapsed_ns == 90 * MS
         assert r.tokens_per_second is None

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import httpx
 
 from exporter import __version__
+from exporter.clock import Clock, SystemClock
 from exporter.config import Target
+from exporter.ollama.network import AsyncioBackend, AsyncioStream
 from exporter.result import Reason
 
 CONNECT_TIMEOUT_S = 10.0
@@ -42,10 +44,21 @@ class StreamResponse:
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        stream = response.extensions.get("network_stream")
+        self._stream = stream if isinstance(stream, AsyncioStream) else None
 
     @property
     def status(self) -> int:
         return self._response.status_code
+
+    @property
+    def connect_started_ns(self) -> int | None:
+        """When this connection began (before DNS/TCP/TLS), if the transport recorded it."""
+        return None if self._stream is None else self._stream.connect_started_ns
+
+    def arrival_ns(self) -> int | None:
+        """When the socket read behind the latest body bytes returned, if recorded."""
+        return None if self._stream is None else self._stream.last_read_ns
 
     def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as each read returns them (Content-Encoding decoded, if any)."""
@@ -69,11 +82,31 @@ def _ssl_verify(target: Target) -> ssl.SSLContext | bool:
     return True
 
 
+def lean_transport(target: Target, clock: Clock) -> httpx.AsyncHTTPTransport:
+    """httpx's transport with the target's TLS, proxy and pool, over ``AsyncioBackend``.
+
+    httpx has no argument for httpcore's ``network_backend``, so it is set on the pool the
+    transport built; ``tests/ollama/test_client.py`` fails if httpx stops honouring it.
+    """
+    transport = httpx.AsyncHTTPTransport(
+        verify=_ssl_verify(target),
+        proxy=target.proxy,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=target.concurrency + 1, max_keepalive_connections=0),
+    )
+    transport._pool._network_backend = AsyncioBackend(clock.monotonic_ns)  # no public hook
+    return transport
+
+
 class OllamaClient:
     """HTTP access to one Ollama target, with the connection policy described above."""
 
     def __init__(
-        self, target: Target, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        target: Target,
+        *,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.target = target
         headers = {
@@ -87,13 +120,8 @@ class OllamaClient:
             timeout=httpx.Timeout(
                 connect=CONNECT_TIMEOUT_S, read=None, write=WRITE_TIMEOUT_S, pool=POOL_TIMEOUT_S
             ),
-            limits=httpx.Limits(
-                max_connections=target.concurrency + 1, max_keepalive_connections=0
-            ),
             trust_env=False,
-            verify=_ssl_verify(target),
-            proxy=target.proxy,
-            transport=transport,
+            transport=transport or lean_transport(target, clock or SystemClock()),
         )
 
     def prepare(self, path: str, body: bytes) -> PreparedRequest:

@@ -15,7 +15,11 @@ from exporter.result import Reason
         (404, b'{"error":"model \\"x\\" not found, try pulling it first"}', Reason.MODEL_NOT_FOUND),
         (404, b"404 page not found", Reason.HTTP_ERROR),
         (404, b"<html>nginx</html>", Reason.HTTP_ERROR),
-        (503, b'{"error":"server busy, please try again.  maximum pending requests exceeded"}', Reason.SERVER_BUSY),
+        (
+            503,
+            b'{"error":"server busy, please try again.  maximum pending requests exceeded"}',
+            Reason.SERVER_BUSY,
+        ),
         (503, b"<html>Service Unavailable</html>", Reason.SERVER_BUSY),
         (500, b'{"error":"llama-server process has terminated: exit status 2"}', Reason.HTTP_ERROR),
         (400, b'{"error":"\\"m\\" does not support thinking"}', Reason.HTTP_ERROR),

@@ -63,7 +63,8 @@ class TestLineSplitter:
             lines += splitter.feed(data[i : i + 65536])
         assert len(lines) == 1
         chunk = parse_chunk(lines[0])
-        assert chunk is not None and chunk.done
+        assert chunk is not None
+        assert chunk.done
 
     def test_line_over_cap_is_refused(self) -> None:
         """An endless line raises instead of buffering without bound."""
@@ -92,7 +93,8 @@ class TestParseChunk:
     def test_thinking_chat_and_whitespace_count_as_text(self, obj: dict[str, object]) -> None:
         """Thinking text, chat content and whitespace-only text are all generated text."""
         chunk = parse_chunk(line(obj))
-        assert chunk is not None and chunk.has_text
+        assert chunk is not None
+        assert chunk.has_text
 
     @pytest.mark.parametrize(
         "obj",
@@ -105,12 +107,15 @@ class TestParseChunk:
     def test_empty_chunks_have_no_text(self, obj: dict[str, object]) -> None:
         """Empty strings and nulls are not text."""
         chunk = parse_chunk(line(obj))
-        assert chunk is not None and not chunk.has_text
+        assert chunk is not None
+        assert not chunk.has_text
 
     def test_done_chunk_stats(self) -> None:
         """The done chunk carries the server's counters, in integer nanoseconds."""
         chunk = parse_chunk(line(DONE))
-        assert chunk is not None and chunk.done and chunk.stats is not None
+        assert chunk is not None
+        assert chunk.done
+        assert chunk.stats is not None
         s = chunk.stats
         assert (s.eval_count, s.eval_duration_ns, s.prompt_eval_count) == (15, 104803000, 41)
         assert (s.prompt_eval_duration_ns, s.load_duration_ns) == (58120000, 3180442)
@@ -119,13 +124,16 @@ class TestParseChunk:
     def test_missing_metrics_are_zero(self) -> None:
         """Ollama omits zero metrics, so a bare done chunk has all-zero stats."""
         chunk = parse_chunk(line({"response": "", "done": True}))
-        assert chunk is not None and chunk.stats is not None
-        assert chunk.stats.eval_count == 0 and chunk.stats.done_reason is None
+        assert chunk is not None
+        assert chunk.stats is not None
+        assert chunk.stats.eval_count == 0
+        assert chunk.stats.done_reason is None
 
     def test_error_line(self) -> None:
         """A mid-stream {"error": …} line is an error chunk, whatever else it holds."""
         chunk = parse_chunk(line({"error": "an error was encountered while running the model"}))
-        assert chunk is not None and chunk.error == "an error was encountered while running the model"
+        assert chunk is not None
+        assert chunk.error == "an error was encountered while running the model"
 
     def test_blank_line_is_skipped(self) -> None:
         """Blank lines (and a trailing CR) are not chunks."""

@@ -63,8 +63,12 @@ class RunningProcess:
     proc: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    final_log: str | None = None
 
     def log(self) -> str:
+        """Everything the process printed so far (kept after the process is gone)."""
+        if self.final_log is not None:
+            return self.final_log
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
@@ -107,6 +111,7 @@ def _running(
             raise
         finally:
             running.stop()
+            running.final_log = running.log()
 
 
 @contextmanager

@@ -1,0 +1,25 @@
+"""Configuration: the YAML file plus ``OLLAMA_PROBE_*`` variables, validated into frozen Settings.
+
+Use ``load_settings`` to build it (all problems reported at once as ``ConfigError``),
+``Settings.jobs()`` to get the scheduled work, ``Settings.warnings()`` for non-fatal notes and
+``describe`` for the ``--config.check`` summary.
+"""
+
+from exporter.config.durations import format_duration, parse_duration
+from exporter.config.loader import ConfigError, describe, load_settings
+from exporter.config.models import JobSpec, ProbeProfile, Settings, Target, TLSSettings
+from exporter.config.sources import ENV_PREFIX
+
+__all__ = [
+    "ENV_PREFIX",
+    "ConfigError",
+    "JobSpec",
+    "ProbeProfile",
+    "Settings",
+    "TLSSettings",
+    "Target",
+    "describe",
+    "format_duration",
+    "load_settings",
+    "parse_duration",
+]

@@ -1,0 +1,135 @@
+"""Load, validate and summarise the configuration: the entry points behind ``exporter.config``.
+
+``load_settings`` never stops at the first problem: file, env and model problems are gathered
+and raised together as one ``ConfigError``, whose lines are the same at start-up, for
+``--config.check`` and for a refused reload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from exporter.config.durations import format_duration
+from exporter.config.models import PROBLEMS_ERROR, Settings
+from exporter.config.sources import apply_env, format_path, known_keys, parse_env, read_yaml
+from exporter.config.values import redact_url
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration, one ``<key path>: <message>`` line each.
+
+    Key paths look like ``targets[0].url``; env problems are keyed by the variable name and
+    file problems by ``config.file``. No line ever contains a header secret.
+    """
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__(*self.problems)
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the YAML file at ``path`` (or none) and ``OLLAMA_PROBE_*`` variables.
+
+    ``environ`` defaults to ``os.environ``; when given, the process environment is not read at
+    all, ``{env: VAR}`` headers included. Relative file paths in the config are relative to the
+    config file's folder. Raises ``ConfigError`` listing every problem found.
+    """
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] | None = {}
+    problems: list[str] = []
+    if path is not None:
+        data, problems = read_yaml(path)
+    overrides, env_problems = parse_env(env, Settings)
+    problems += env_problems
+    if data is None:  # an unusable file: validating an empty dict would only add noise
+        raise ConfigError(problems)
+    problems += apply_env(data, overrides)
+    context = {"environ": env, "base_dir": None if path is None else path.absolute().parent}
+    try:
+        settings = Settings.model_validate(data, context=context)
+    except ValidationError as exc:
+        # `from None`: a chained ValidationError would print the raw input, secrets included.
+        raise ConfigError([*problems, *_validation_problems(exc)]) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+# pydantic speaks of tuples, dictionaries and model instances; a YAML author writes lists and
+# mappings, and mostly gets a string wrong because YAML 1.1 turned it into a bool or a number.
+_TYPE_MESSAGES = {
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping (key: value)",
+    "model_type": "must be a mapping (key: value)",
+    "string_type": "must be a string (quote it: YAML reads yes/no/on/off and numbers otherwise)",
+}
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = format_path(error["loc"])
+        if error["type"] == PROBLEMS_ERROR:
+            for sub, message in error.get("ctx", {})["problems"]:
+                lines.append(f"{_join(where, sub)}: {message}")
+        else:
+            lines.append(f"{where or 'config'}: {_message(error)}")
+    return lines
+
+
+def _join(where: str, sub: str) -> str:
+    if not where or sub.startswith("["):
+        return f"{where}{sub}"
+    return f"{where}.{sub}"
+
+
+def _message(error: ErrorDetails) -> str:
+    """Reword pydantic's generic messages where a config author needs something more exact."""
+    kind = error["type"]
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    if kind == "extra_forbidden":
+        known = known_keys(Settings, error["loc"][:-1])
+        return "unknown key" + (f"; known: {', '.join(known)}" if known else "")
+    if kind == "missing":
+        return "required key is missing"
+    return _TYPE_MESSAGES.get(kind, error["msg"])
+
+
+def describe(settings: Settings) -> str:
+    """Summarise the settings for ``--config.check``: header names only, never their values."""
+    lines = [f"targets ({len(settings.targets)}):"]
+    for target in settings.targets:
+        lines.append(f"  {target.name}: {target.url} concurrency={target.concurrency}")
+        lines.append(f"    models: {', '.join(target.models)}")
+        if target.headers:
+            lines.append(f"    headers: {', '.join(target.headers)} (values hidden)")
+        if target.proxy is not None:
+            lines.append(f"    proxy: {redact_url(target.proxy)}")
+        tls = target.tls
+        if tls.ca_file is not None or tls.insecure_skip_verify:
+            skip = str(tls.insecure_skip_verify).lower()
+            lines.append(f"    tls: ca_file={tls.ca_file} insecure_skip_verify={skip}")
+    lines.append(f"probe profiles ({len(settings.probes)}):")
+    for profile in settings.probes:
+        lines.append(
+            f"  {profile.name}: api={profile.api} interval={format_duration(profile.interval)}"
+            f" timeout={format_duration(profile.timeout)}"
+            f" stall_timeout={format_duration(profile.stall_timeout)}"
+            f" max_tokens={profile.max_tokens} think={json.dumps(profile.think)}"
+        )
+        if profile.options:
+            lines.append(f"    options: {json.dumps(dict(profile.options), sort_keys=True)}")
+    lines.append(f"jobs: {len(settings.jobs())} (targets x models x profiles)")
+    return "\n".join(lines)

@@ -1,0 +1,319 @@
+"""The validated, immutable configuration: targets, probe profiles and the jobs they multiply into.
+
+Every model forbids unknown keys (a nested pydantic model would silently ignore a typo such as
+``timeout_secs``) and is frozen, so a reload builds a new object instead of mutating the live one.
+Checks that involve several values (duplicates, ``stall_timeout <= timeout``) raise one
+``config_problems`` error that carries exact sub-paths; ``loader.py`` turns it into lines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from exporter.config.durations import format_duration, parse_duration
+from exporter.config.values import (
+    DEFAULT_OPTIONS,
+    DEFAULT_PROMPT,
+    LOAD_TIME_OPTIONS,
+    canonical_url,
+    check_header_name,
+    check_option_name,
+    check_proxy_url,
+    default_target_name,
+    parse_think,
+    resolve_path,
+    resolve_secret,
+)
+from exporter.result import JobKey
+
+PROBLEMS_ERROR = "config_problems"
+
+
+def _problems(items: list[tuple[str, str]]) -> PydanticCustomError:
+    """Bundle ``(sub-path, message)`` pairs into one error, so one validator can report them all.
+
+    pydantic locates a validator's error at the validator's own level (the whole list, the whole
+    profile); the sub-path (``[1].name``, ``stall_timeout``) points at the offending key.
+    """
+    summary = "; ".join(f"{path}: {message}" for path, message in items)
+    return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": items})
+
+
+def _duplicates(names: list[str], what: str, base: str, sub: str) -> list[tuple[str, str]]:
+    """List each repeated name as ``(sub-path, message)``; ``sub`` is a format with ``{i}``."""
+    first: dict[str, int] = {}
+    found = []
+    for index, name in enumerate(names):
+        if name in first:
+            found.append(
+                (sub.format(i=index), f"duplicate {what} '{name}' (also {base}[{first[name]}])")
+            )
+        first.setdefault(name, index)
+    return found
+
+
+def _non_empty(value: str) -> str:
+    """Label values must carry something: an empty label is the same as no label in Prometheus."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _none_as_empty(value: object) -> object:
+    """Read a bare ``headers:``, ``options:`` or ``tls:`` (YAML null) as an empty mapping."""
+    return {} if value is None else value
+
+
+Label = Annotated[str, AfterValidator(_non_empty)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Think = Annotated[bool | Literal["low", "medium", "high"] | None, BeforeValidator(parse_think)]
+HeaderName = Annotated[str, AfterValidator(check_header_name)]
+HeaderValue = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+OptionName = Annotated[str, AfterValidator(check_option_name)]
+
+
+class _Frozen(BaseModel):
+    """Immutable, closed to unknown keys, and hashable although it holds dicts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __hash__(self) -> int:
+        # pydantic's frozen hash hashes field values, and dicts (headers, options) are not
+        # hashable; JobSpec is a frozen dataclass and must stay usable as a key or in a set.
+        return hash((type(self).__name__, self.model_dump_json()))
+
+
+class TLSSettings(_Frozen):
+    """TLS for an https target: an extra CA bundle, or no verification at all."""
+
+    ca_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = resolve_path(value, info)
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
+
+
+class Target(_Frozen):
+    """One Ollama server (or a reverse proxy in front of it) and the models probed on it."""
+
+    name: Label = ""  # derived from the url when absent, see _default_name
+    url: str
+    models: tuple[Label, ...]
+    headers: Annotated[Mapping[HeaderName, HeaderValue], BeforeValidator(_none_as_empty)] = Field(
+        default_factory=dict
+    )
+    concurrency: int = Field(default=1, ge=1)
+    tls: Annotated[TLSSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=TLSSettings
+    )
+    # repr=False: a proxy URL may carry credentials; describe() prints it redacted.
+    proxy: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        """Name an unnamed target ``host:port``; a bad url is left for the url check to report."""
+        if isinstance(data, Mapping) and data.get("name") is None and "url" in data:
+            try:
+                return {**data, "name": default_target_name(data["url"])}
+            except ValueError:
+                return data
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _canonical_url(cls, value: str) -> str:
+        return canonical_url(value)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_proxy_url(value)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one model is required")
+        if duplicates := _duplicates(list(value), "model", "models", "[{i}]"):
+            raise _problems(duplicates)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: Mapping[str, SecretStr]) -> Mapping[str, SecretStr]:
+        seen: set[str] = set()
+        for name in value:
+            if name.lower() in seen:
+                raise _problems([(name, "given twice (header names are case-insensitive)")])
+            seen.add(name.lower())
+        return value
+
+    def header_values(self) -> dict[str, str]:
+        """Return the headers to send, secrets revealed: the one place plain values exist."""
+        return {name: secret.get_secret_value() for name, secret in self.headers.items()}
+
+
+class ProbeProfile(_Frozen):
+    """What one probe sends and how often: the same profile runs against every target and model."""
+
+    name: Label
+    api: Literal["generate", "chat"] = "generate"
+    prompt: str = DEFAULT_PROMPT
+    max_tokens: int = Field(default=64, ge=1)
+    interval: Duration = 60.0
+    timeout: Duration = 300.0
+    stall_timeout: Duration = 30.0
+    think: Think = None
+    options: Annotated[Mapping[OptionName, Any], BeforeValidator(_none_as_empty)] = Field(
+        default_factory=lambda: dict(DEFAULT_OPTIONS)
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                "must not be empty: an empty prompt is an Ollama load-only request "
+                "that never streams"
+            )
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options_are_json(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        # They go into the request body verbatim; YAML can also produce dates, bytes and NaN.
+        try:
+            json.dumps(dict(value), allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "values must be plain JSON: strings, numbers, booleans, null, lists, mappings"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _stall_within_timeout(self) -> ProbeProfile:
+        if self.stall_timeout > self.timeout:
+            stall, total = format_duration(self.stall_timeout), format_duration(self.timeout)
+            raise _problems([("stall_timeout", f"{stall} must be <= timeout ({total})")])
+        return self
+
+
+DEFAULT_PROFILE = ProbeProfile(name="short")
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One scheduled job: a profile run against one model of one target, with its label values."""
+
+    key: JobKey
+    target: Target
+    model: str
+    profile: ProbeProfile
+
+
+class Settings(_Frozen):
+    """The whole configuration; build it with ``load_settings`` (file + env, all problems at once).
+
+    A frozen ``BaseModel`` rather than pydantic-settings' ``BaseSettings``: ``BaseSettings`` has
+    a custom ``__init__``, so ``model_validate(..., context=...)`` loses the context that carries
+    the env mapping for ``{env: VAR}`` headers and the config directory for relative paths.
+    The environment is merged in by ``sources.py`` instead (which also rejects unknown variables).
+    """
+
+    targets: tuple[Target, ...] = Field(default=(), validate_default=True)
+    probes: tuple[ProbeProfile, ...] = (DEFAULT_PROFILE,)
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets_none(cls, value: object) -> object:
+        return () if value is None else value
+
+    @field_validator("probes", mode="before")
+    @classmethod
+    def _probes_none(cls, value: object) -> object:
+        return (DEFAULT_PROFILE,) if value is None else value
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: tuple[Target, ...]) -> tuple[Target, ...]:
+        if not value:
+            raise ValueError("at least one target is required")
+        if duplicates := _duplicates(
+            [t.name for t in value], "target name", "targets", "[{i}].name"
+        ):
+            raise _problems(duplicates)
+        return value
+
+    @field_validator("probes")
+    @classmethod
+    def _probes(cls, value: tuple[ProbeProfile, ...]) -> tuple[ProbeProfile, ...]:
+        if not value:
+            raise ValueError(
+                "at least one probe profile is required (omit `probes` for the default)"
+            )
+        if duplicates := _duplicates([p.name for p in value], "probe name", "probes", "[{i}].name"):
+            raise _problems(duplicates)
+        return value
+
+    def jobs(self) -> list[JobSpec]:
+        """Every (target, model, profile) combination, in config order, targets outermost."""
+        return [
+            JobSpec(JobKey(target.name, model, profile.name), target, model, profile)
+            for target in self.targets
+            for model in target.models
+            for profile in self.probes
+        ]
+
+    def warnings(self) -> list[str]:
+        """Return non-fatal notes, one ``<key path>: message`` line each, for logs and checks."""
+        notes = []
+        for i, target in enumerate(self.targets):
+            where = f"targets[{i}].tls"
+            if target.url.startswith("http://") and target.tls != TLSSettings():
+                notes.append(f"{where}: ignored, the url is plain http://")
+            elif target.tls.insecure_skip_verify:
+                notes.append(f"{where}.insecure_skip_verify: TLS certificates are not verified")
+        for i, profile in enumerate(self.probes):
+            notes.extend(_profile_warnings(f"probes[{i}]", profile))
+        return notes
+
+
+def _profile_warnings(where: str, profile: ProbeProfile) -> list[str]:
+    """Notes on one profile: settings that are legal but cost someone something."""
+    notes = [
+        f"{where}.options.{name}: load-time option: if it differs from the loaded runner, Ollama "
+        "reloads the model, for every user of that server"
+        for name in profile.options
+        if name in LOAD_TIME_OPTIONS
+    ]
+    if profile.max_tokens < 2:
+        notes.append(
+            f"{where}.max_tokens: {profile.max_tokens} gives no tokens/s "
+            "(timing the decode takes at least two tokens)"
+        )
+    return notes

@@ -1,0 +1,184 @@
+"""Checks and conversions of single config values: URLs, header secrets, ``think``, option names.
+
+Kept apart from the models so each rule is a small plain function with its own error text. The
+validators read the validation context for ``environ`` (the mapping ``{env: VAR}`` headers come
+from) and ``base_dir`` (the config file's folder, which relative paths are relative to).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import SecretStr, ValidationInfo
+
+DEFAULT_PROMPT = "Tell a long story about the sea."
+DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0, "seed": 42}
+# Options the runner is started with: a value that differs from the loaded runner's makes Ollama
+# evict and reload the model for every user of the server (ollama-wire.md §2).
+LOAD_TIME_OPTIONS = frozenset(
+    {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread"}
+)
+THINK_LEVELS = ("low", "medium", "high")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# RFC 9110 token: what a header name may consist of.
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# The prober sets these itself; Accept-Encoding must stay "identity" or a compressing proxy
+# batches chunks and distorts time to first token.
+_RESERVED_HEADERS = frozenset({"accept-encoding", "content-length", "transfer-encoding"})
+_SECRET_FORMS = "a header value is a string, {env: VAR_NAME} or {file: /path/to/secret}"
+
+
+def _context(info: ValidationInfo) -> Mapping[str, Any]:
+    return info.context if isinstance(info.context, Mapping) else {}
+
+
+def resolve_path(path: Path, info: ValidationInfo) -> Path:
+    """Resolve ``~`` and make a relative path relative to the config file's folder."""
+    path = path.expanduser()
+    base = _context(info).get("base_dir")
+    if not path.is_absolute() and isinstance(base, Path):
+        path = base / path
+    return path
+
+
+def _split_http_url(value: str) -> SplitResult:
+    """Split an http(s) URL and reject what no Ollama endpoint or proxy URL can have."""
+    if any(char.isspace() for char in value):
+        raise ValueError("must not contain whitespace")
+    if "://" not in value:
+        raise ValueError("must start with http:// or https://")
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in _DEFAULT_PORTS:
+        raise ValueError(f"scheme must be http or https, got '{parts.scheme}'")
+    try:
+        parts.port  # noqa: B018 - evaluated for its ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"invalid port: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query (?) or fragment (#)")
+    return parts
+
+
+def _host(parts: SplitResult) -> str:
+    hostname = parts.hostname or ""
+    return f"[{hostname}]" if ":" in hostname else hostname
+
+
+def canonical_url(value: str) -> str:
+    """Return ``scheme://host[:port][/prefix]``: lower-case, no trailing slash, prefix kept.
+
+    One canonical form gives stable label values and lets the client append ``/api/generate``
+    without doubling or losing a slash (pydantic's ``HttpUrl`` would add a trailing one).
+    """
+    parts = _split_http_url(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain credentials: send them as a header (Authorization)")
+    netloc = _host(parts) if parts.port is None else f"{_host(parts)}:{parts.port}"
+    return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
+
+
+def default_target_name(value: object) -> str:
+    """Derive ``host:port`` from a target URL, with the scheme's port when none is given."""
+    if not isinstance(value, str):
+        raise ValueError("url must be a string")
+    parts = urlsplit(canonical_url(value))
+    return f"{_host(parts)}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
+
+
+def check_proxy_url(value: str) -> str:
+    """Accept an explicit http(s) proxy URL; credentials are allowed (and hidden when printed)."""
+    parts = _split_http_url(value)
+    if parts.path not in ("", "/"):
+        raise ValueError("a proxy URL has no path")
+    return value
+
+
+def redact_url(value: str) -> str:
+    """Drop any ``user:password@`` from a URL, for summaries and logs."""
+    parts = urlsplit(value)
+    if parts.username is None and parts.password is None:
+        return value
+    netloc = _host(parts) if parts.port is None else f"{_host(parts)}:{parts.port}"
+    return parts._replace(netloc=f"***@{netloc}").geturl()
+
+
+def check_header_name(name: str) -> str:
+    """Refuse names that are not HTTP tokens or that the prober must control itself."""
+    if not _HEADER_NAME_RE.fullmatch(name):
+        raise ValueError("not a valid HTTP header name")
+    if name.lower() in _RESERVED_HEADERS:
+        raise ValueError("set by the exporter itself; it cannot be configured")
+    return name
+
+
+def resolve_secret(value: object, info: ValidationInfo) -> object:
+    """Turn a header value (string, ``{env: VAR}`` or ``{file: path}``) into a ``SecretStr``.
+
+    Resolved once at load time, so a missing variable or file is a config error up front and
+    not a failed probe later. No message here ever contains the secret itself.
+    """
+    if isinstance(value, SecretStr):  # already resolved, e.g. a model re-validated
+        return value
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("env", "file"):
+        ((kind, ref),) = value.items()
+        if not isinstance(ref, str) or not ref.strip():
+            raise ValueError(f"{kind}: must be a non-empty string")
+        text = _from_env(ref, info) if kind == "env" else _from_file(Path(ref), info)
+    else:
+        raise ValueError(_SECRET_FORMS)
+    if not text:
+        raise ValueError("header value is empty")
+    if "\r" in text or "\n" in text:
+        raise ValueError("header value must not contain a line break")
+    return SecretStr(text)
+
+
+def _from_env(name: str, info: ValidationInfo) -> str:
+    environ = _context(info).get("environ", os.environ)
+    if name not in environ:
+        raise ValueError(f"environment variable {name} is not set")
+    return str(environ[name])
+
+
+def _from_file(path: Path, info: ValidationInfo) -> str:
+    path = resolve_path(path, info)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read {path}: not UTF-8 text") from None
+    return text.rstrip("\r\n")
+
+
+def parse_think(value: object) -> object:
+    """Accept only what Ollama accepts for ``think``, with one clear message otherwise.
+
+    Without this, pydantic's lax union would turn ``1`` or ``"yes"`` into ``True`` and report a
+    bad string as three union errors. ``"true"``/``"false"`` are accepted for env variables.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in THINK_LEVELS:
+            return word
+        if word in ("true", "false"):
+            return word == "true"
+    raise ValueError(f"must be true, false, null, 'low', 'medium' or 'high', got {value!r}")
+
+
+def check_option_name(name: str) -> str:
+    """Refuse ``num_predict``: the profile's ``max_tokens`` is the one source of that number."""
+    if name == "num_predict":
+        raise ValueError("use max_tokens instead (it is sent as options.num_predict)")
+    return name

@@ -1,0 +1,286 @@
+"""The simulator's asyncio server: routing, the control API and connection lifecycle.
+
+Each connection carries one request and is closed after the answer (``Connection: close``),
+which keeps the framing trivial. Handler tasks are tracked so ``close()`` can abort streams
+that are sleeping or stalled instead of waiting for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from exporter.simulator.generation import respond
+from exporter.simulator.http11 import (
+    JSON_UTF8,
+    TEXT_PLAIN,
+    BadRequest,
+    RecordedRequest,
+    Request,
+    full_response,
+    read_request,
+    write_all,
+)
+from exporter.simulator.responses import (
+    Endpoint,
+    dumps,
+    error_body,
+    full_name,
+    ps_body,
+    show_body,
+    tags_body,
+)
+from exporter.simulator.script import ModelScript, apply_overrides, script_to_dict
+from exporter.simulator.validate import Reject, parse_generation
+
+log = logging.getLogger(__name__)
+
+CONTROL_PREFIX = "/_simulator/"
+_MODEL_PATH = re.compile(r"^/_simulator/models/(?P<name>.+)$")
+_ROUTES: dict[str, frozenset[str]] = {
+    "/": frozenset({"GET", "HEAD"}),
+    "/api/version": frozenset({"GET", "HEAD"}),
+    "/api/tags": frozenset({"GET", "HEAD"}),
+    "/api/ps": frozenset({"GET"}),
+    "/api/show": frozenset({"POST"}),
+    "/api/generate": frozenset({"POST"}),
+    "/api/chat": frozenset({"POST"}),
+}
+_CLOSE_TIMEOUT_S = 1.0
+
+
+class OllamaSimulator:
+    """An Ollama-compatible HTTP server whose models follow ``ModelScript``s.
+
+    Usage::
+
+        async with OllamaSimulator({"llama3.2:1b": ModelScript(first_token_delay=0.2)}) as sim:
+            ...  # point a client at sim.url; inspect sim.requests afterwards
+    """
+
+    def __init__(
+        self, scripts: Mapping[str, ModelScript] | None = None, *, version: str = "0.33.0"
+    ) -> None:
+        self._scripts: dict[str, ModelScript] = dict(scripts or {})
+        self._version = version
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.requests: list[RecordedRequest] = []
+        self.port = 0
+        self.url = ""
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Bind and start accepting; ``port=0`` picks a free port, read back from ``.port``."""
+        self._server = await asyncio.start_server(self._accept, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        """Stop accepting and abort in-flight requests, so a stalled stream cannot hang us."""
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_S)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), _CLOSE_TIMEOUT_S)
+            self._server = None
+
+    async def __aenter__(self) -> OllamaSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def set_script(self, model: str, script: ModelScript) -> None:
+        """Replace (or add) a model's script; requests received afterwards use it."""
+        self._scripts[model] = script
+
+    def script_for(self, model: str) -> ModelScript | None:
+        """Return the script for ``model``, accepting ``name`` for ``name:latest`` and back."""
+        for candidate in (model, full_name(model), model.removesuffix(":latest")):
+            if candidate in self._scripts:
+                return self._scripts[candidate]
+        return None
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A plain callback: the task is ours, so close() can cancel it and a cancelled
+        # task is not reported by asyncio's client_connected_cb machinery.
+        task = asyncio.get_running_loop().create_task(self._handle(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one request; client disconnects end it quietly, cancellation aborts it."""
+        try:
+            await self._serve_one(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away; Ollama stops generating, and so do we
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            raise
+        except Exception:
+            log.exception("simulator: error while handling a request")
+            writer.transport.abort()
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()  # flushes what is buffered for a slow reader
+            except ConnectionError:
+                pass
+            except asyncio.CancelledError:
+                writer.transport.abort()  # close() does not wait for a client that won't read
+                raise
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await read_request(reader, writer)
+        except BadRequest as exc:
+            data = full_response(exc.status, TEXT_PLAIN, str(exc).encode())
+            await write_all(writer, data)
+            return
+        received_ns = time.monotonic_ns()
+        if request is None:
+            return
+        if request.path.startswith(CONTROL_PREFIX):  # not recorded: it would pollute .requests
+            await write_all(writer, self._control(request))
+            return
+        rec = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            headers=request.headers,
+            body=_parse_json(request.body),
+            received_ns=received_ns,
+        )
+        self.requests.append(rec)
+        await self._route(request, rec, writer)
+
+    async def _route(
+        self, request: Request, rec: RecordedRequest, writer: asyncio.StreamWriter
+    ) -> None:
+        methods = _ROUTES.get(request.path)
+        if methods is None:
+            data = full_response(404, TEXT_PLAIN, b"404 page not found")
+        elif request.method not in methods:
+            data = full_response(405, TEXT_PLAIN, b"405 method not allowed")
+        elif request.path in ("/api/generate", "/api/chat"):
+            endpoint: Endpoint = "generate" if request.path == "/api/generate" else "chat"
+            try:
+                generation = parse_generation(endpoint, request.body, self.script_for)
+            except Reject as exc:
+                data = full_response(exc.status, JSON_UTF8, error_body(exc.message))
+            else:
+                await respond(writer, generation, rec)
+                return
+        else:
+            data = self._simple(request)
+        rec.first_write_ns = await write_all(writer, data)
+
+    def _simple(self, request: Request) -> bytes:
+        """Answer the instant routes (everything but generation)."""
+        head_only = request.method == "HEAD"
+        if request.path == "/":
+            return full_response(200, TEXT_PLAIN, b"Ollama is running", head_only=head_only)
+        if request.path == "/api/version":
+            body = dumps({"version": self._version})
+        elif request.path == "/api/tags":
+            body = tags_body(self._scripts)
+        elif request.path == "/api/ps":
+            body = ps_body(self._scripts)
+        else:  # /api/show
+            return self._show(request.body)
+        return full_response(200, JSON_UTF8, body, head_only=head_only)
+
+    def _show(self, raw: bytes) -> bytes:
+        body = _parse_json(raw)
+        name = (body.get("model") or body.get("name")) if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            return full_response(400, JSON_UTF8, error_body("model is required"))
+        script = self.script_for(name)
+        if script is None:
+            return full_response(404, JSON_UTF8, error_body(f"model '{name}' not found"))
+        return full_response(200, JSON_UTF8, show_body(name, script))
+
+    def _control(self, request: Request) -> bytes:
+        """The simulator's own API, for tests and demos driving it from another process."""
+        handlers: dict[str, Callable[[Request], bytes]]
+        if request.path == "/_simulator/requests":
+            handlers = {"GET": self._list_requests, "DELETE": self._clear_requests}
+        elif request.path == "/_simulator/models":
+            handlers = {"GET": self._list_models}
+        elif _MODEL_PATH.match(request.path):
+            handlers = {"PUT": self._put_model}
+        else:
+            return full_response(404, TEXT_PLAIN, b"404 page not found")
+        handler = handlers.get(request.method)
+        if handler is None:
+            return full_response(405, TEXT_PLAIN, b"405 method not allowed")
+        return handler(request)
+
+    def _list_requests(self, _: Request) -> bytes:
+        return full_response(200, JSON_UTF8, dumps([rec.to_json() for rec in self.requests]))
+
+    def _clear_requests(self, _: Request) -> bytes:
+        self.requests.clear()
+        return full_response(200, JSON_UTF8, b"[]")
+
+    def _list_models(self, _: Request) -> bytes:
+        body = dumps({name: script_to_dict(s) for name, s in self._scripts.items()})
+        return full_response(200, JSON_UTF8, body)
+
+    def _put_model(self, request: Request) -> bytes:
+        """Merge the body's fields over the model's current script (or the defaults)."""
+        name = request.path.removeprefix("/_simulator/models/")
+        try:
+            fields = json.loads(request.body or b"{}")
+        except ValueError as exc:
+            return full_response(400, JSON_UTF8, error_body(f"invalid JSON: {exc}"))
+        try:
+            script = apply_overrides(self._scripts.get(name, ModelScript()), fields, name)
+        except ValueError as exc:
+            return full_response(400, JSON_UTF8, error_body(str(exc)))
+        self._scripts[name] = script
+        return full_response(200, JSON_UTF8, dumps(script_to_dict(script)))
+
+
+def _parse_json(raw: bytes) -> Any:
+    """Return the parsed body for the record, or None when it is empty or not JSON."""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+async def serve_forever(
+    host: str,
+    port: int,
+    scripts: Mapping[str, ModelScript],
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run a simulator until cancelled; ``ready`` gets its URL once it accepts connections."""
+    simulator = OllamaSimulator(scripts)
+    await simulator.start(host, port)
+    try:
+        if ready is not None:
+            ready(simulator.url)
+        await asyncio.Event().wait()
+    finally:
+        await simulator.close()

@@ -1,0 +1,98 @@
+"""The HTTP client's connection policy, against real loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from exporter.clock import SystemClock
+from exporter.ollama import client as client_module
+from exporter.ollama.client import OllamaClient, classify_exception
+from exporter.ollama.network import AsyncioBackend
+from exporter.probe import run_probe
+from exporter.result import NS_PER_S, Reason
+from exporter.simulator import ModelScript, OllamaSimulator
+from tests.support.jobs import make_job, make_settings
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A server that accepts connections and never says anything."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    yield int(server.sockets[0].getsockname()[1])
+    server.close()
+
+
+def test_transport_uses_the_lean_backend() -> None:
+    """httpx still honours the injected network backend (fails if an upgrade drops it)."""
+    target = make_settings("http://127.0.0.1:9", ["m"]).targets[0]
+    client = OllamaClient(target)
+    pool = client._client._transport._pool  # type: ignore[attr-defined]
+    assert isinstance(pool._network_backend, AsyncioBackend)
+
+
+async def test_stalled_tls_handshake_is_bounded(
+    silent_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that never answers the TLS handshake fails at the connect timeout, not later."""
+    monkeypatch.setattr(client_module, "CONNECT_TIMEOUT_S", 0.5)
+    job = make_job(f"https://127.0.0.1:{silent_port}", "m", timeout="20s", stall_timeout="5s")
+    client = OllamaClient(job.target)
+    try:
+        result = await run_probe(client, job, SystemClock())
+    finally:
+        await client.aclose()
+    assert result.reason is Reason.CONNECT_ERROR
+    assert 0.5 <= result.elapsed_ns / NS_PER_S < 2.0
+
+
+async def test_headers_sent_and_env_proxy_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configured headers and Accept-Encoding: identity are sent, and HTTP_PROXY from the
+    environment is not used (it would buffer the stream and change TTFT)."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    async with OllamaSimulator({"m": ModelScript(first_token_delay=0.01, tokens=3)}) as sim:
+        headers = {"Authorization": "Bearer s3cret"}
+        job = make_settings(sim.url, ["m"], target={"headers": headers}, max_tokens=3).jobs()[0]
+        client = OllamaClient(job.target)
+        try:
+            result = await run_probe(client, job, SystemClock())
+        finally:
+            await client.aclose()
+        assert result.success, result.detail
+        sent = sim.requests[-1].headers
+        assert sent["authorization"] == "Bearer s3cret"
+        assert sent["accept-encoding"] == "identity"
+        assert sent["user-agent"].startswith("ollama-probe-exporter/")
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (httpx.ConnectError("refused"), Reason.CONNECT_ERROR),
+        (httpx.ConnectTimeout("slow"), Reason.CONNECT_ERROR),
+        (httpx.PoolTimeout("pool"), Reason.CONNECT_ERROR),
+        (httpx.RemoteProtocolError("peer closed connection"), Reason.TRUNCATED),
+        (httpx.ReadError("reset"), Reason.TRUNCATED),
+        (httpx.DecodingError("gzip"), Reason.INVALID_RESPONSE),
+    ],
+)
+def test_classify_exception(exc: Exception, reason: Reason) -> None:
+    """Transport exceptions map to their reasons."""
+    assert classify_exception(exc)[0] is reason
+
+
+def test_tls_error_found_in_cause_chain() -> None:
+    """A ConnectError caused by an SSL error is tls_error."""
+    outer = httpx.ConnectError("handshake failed")
+    outer.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
+    assert classify_exception(outer)[0] is Reason.TLS_ERROR

@@ -1,0 +1,108 @@
+"""Scheduling rules with a scripted probe function (no network): start-up run, no overlap,
+errors contained, reload without a burst, and a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from exporter.config import JobSpec
+from exporter.result import ProbeResult
+from exporter.scheduler import ProbeScheduler
+from tests.support.jobs import make_settings
+
+URL = "http://127.0.0.1:9"  # never contacted: the probe function here is a fake
+
+
+def jobs(models: list[str], interval: str) -> list[JobSpec]:
+    return make_settings(URL, models, interval=interval, timeout="1s", stall_timeout="1s").jobs()
+
+
+def result_for(spec: JobSpec) -> ProbeResult:
+    return ProbeResult(job=spec.key, finished_at=0.0, reason=None)
+
+
+class Recorder:
+    """Counts calls, tracks concurrency per job, optionally sleeps or raises."""
+
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        self.calls: Counter[str] = Counter()
+        self.running: Counter[str] = Counter()
+        self.max_running = 0
+        self.delay = delay
+        self.fail = fail
+        self.results: list[ProbeResult] = []
+
+    async def probe(self, spec: JobSpec) -> ProbeResult:
+        self.calls[spec.model] += 1
+        self.running[spec.model] += 1
+        self.max_running = max(self.max_running, self.running[spec.model])
+        try:
+            await asyncio.sleep(self.delay)
+            if self.fail:
+                raise RuntimeError("bug in a probe")
+            return result_for(spec)
+        finally:
+            self.running[spec.model] -= 1
+
+
+async def test_first_probe_runs_at_start_up() -> None:
+    """With a 1 h interval, every job still runs once right away."""
+    rec = Recorder()
+    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched.start(jobs(["a", "b"], "1h"))
+    await asyncio.sleep(0.3)
+    await sched.shutdown()
+    assert rec.calls == Counter({"a": 1, "b": 1})
+    assert len(rec.results) == 2
+
+
+async def test_a_job_never_overlaps_itself() -> None:
+    """A probe slower than its interval is never run twice at once; runs are skipped instead."""
+    rec = Recorder(delay=0.5)
+    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched.start(jobs(["a"], "100ms"))
+    await asyncio.sleep(1.3)
+    await sched.shutdown()
+    assert rec.max_running == 1
+    assert 2 <= rec.calls["a"] <= 3  # 1.3 s / 0.5 s per run, back to back at most
+
+
+async def test_probe_exceptions_are_contained() -> None:
+    """A probe that raises does not stop its job: later runs still happen, nothing is recorded."""
+    rec = Recorder(fail=True)
+    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched.start(jobs(["a"], "100ms"))
+    await asyncio.sleep(0.55)
+    assert sched.running
+    await sched.shutdown()
+    assert rec.calls["a"] >= 3
+    assert rec.results == []
+
+
+async def test_shutdown_cancels_in_flight_probes_quickly() -> None:
+    """Shutdown cancels a probe stuck for an hour, waits for it, and records nothing for it."""
+    rec = Recorder(delay=3600)
+    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched.start(jobs(["a"], "1h"))
+    await asyncio.sleep(0.2)
+    assert rec.running["a"] == 1
+    loop = asyncio.get_running_loop()
+    t = loop.time()
+    await sched.shutdown(grace_s=2)
+    assert loop.time() - t < 1.0
+    assert rec.running["a"] == 0
+    assert rec.results == []
+    assert not sched.running
+
+
+async def test_replace_jobs_keeps_schedule_of_unchanged_jobs() -> None:
+    """A reload runs new jobs at once, does not re-run kept ones, and stops removed ones."""
+    rec = Recorder()
+    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched.start(jobs(["a", "b"], "1h"))
+    await asyncio.sleep(0.3)
+    sched.replace_jobs(jobs(["a", "c"], "1h"))
+    await asyncio.sleep(0.3)
+    await sched.shutdown()
+    assert rec.calls == Counter({"a": 1, "b": 1, "c": 1})
