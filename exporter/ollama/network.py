@@ -2,31 +2,34 @@
 
 httpx reaches the network through httpcore's AnyIO backend. Its ``connect_tcp`` resolves
 even an IP literal with ``getaddrinfo`` in a worker thread and connects inside a task group
-(happy eyeballs), and every read passes a cancel scope. On a loaded 2-core machine that
-added 3-10 ms between ``t0`` and the request reaching the server, and about 1 ms between
-the first chunk's arrival and our timestamp (see ``benchmarks/client_overhead.py``). TTFT must
-include connect and DNS, but not our own overhead.
+(happy eyeballs), and every read passes a cancel scope: about 5.5 ms of client overhead in
+each TTFT on our 2-core test machine (``benchmarks/accuracy.py``). TTFT must include DNS and
+connect, but not our own overhead.
 
-This backend uses asyncio streams directly: ``asyncio.open_connection`` skips resolution for
-IP literals and resolves host names as usual; timeouts and errors map onto httpcore's
-exceptions exactly as the AnyIO backend maps them, so httpx's error types are unchanged
-(a TLS failure is still ``ConnectError`` caused by ``ssl.SSLError``).
+This backend is a plain ``asyncio.Protocol``: ``loop.create_connection`` skips resolution
+for IP literals and resolves host names as usual, and ``data_received`` timestamps each
+arrival with the injected clock the moment the event loop hands it over, before any HTTP
+parsing and without waiting for a reader coroutine to be resumed. The start of each
+connection (before DNS, TCP and TLS: the contract's ``t0``) is stamped too. The prober reads
+both through httpx's ``network_stream`` response extension.
 
-It also timestamps, with the injected clock, the start of each connection (before DNS, TCP
-and TLS: the contract's ``t0``) and the return of each socket read (when bytes arrived,
-before HTTP parsing), which the prober reads through httpx's ``network_stream`` extension.
+Errors and timeouts map onto httpcore's exceptions as the AnyIO backend maps them, so httpx's
+error types are unchanged (a TLS failure is still ``ConnectError`` caused by ``ssl.SSLError``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpcore
 
 CLOSE_WAIT_S = 1.0
+# Stop reading from the socket while this much is buffered and unread (flow control).
+HIGH_WATER_BYTES = 1024 * 1024
 
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
@@ -41,50 +44,132 @@ async def _with_timeout(coro: Any, timeout: float | None, exc: type[Exception]) 
         raise exc(str(err) or "timed out") from err
 
 
-class AsyncioStream(httpcore.AsyncNetworkStream):
-    """One TCP (or TLS) connection as asyncio reader/writer streams."""
+class _StampingProtocol(asyncio.Protocol):
+    """Buffers received data with its arrival time; wakes one waiting reader."""
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        now: Callable[[], int],
-        connect_started_ns: int,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, now: Callable[[], int]) -> None:
         self._now = now
+        self._chunks: deque[tuple[int, bytes]] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._can_write: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append((self._now(), data))
+        self._buffered += len(data)
+        if self._buffered > HIGH_WATER_BYTES and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._wake()
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._can_write = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self, max_bytes: int) -> tuple[int | None, bytes]:
+        """The next buffered bytes (at most ``max_bytes``) and when they arrived."""
+        while not self._chunks:
+            if self._eof:
+                if self._error is not None:
+                    raise self._error
+                return None, b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        stamp, data = self._chunks.popleft()
+        if len(data) > max_bytes:
+            self._chunks.appendleft((stamp, data[max_bytes:]))
+            data = data[:max_bytes]
+        self._buffered -= len(data)
+        if self._paused and self._buffered <= HIGH_WATER_BYTES // 2 and self.transport:
+            self._paused = False
+            self.transport.resume_reading()
+        return stamp, data
+
+    async def drain(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._can_write is not None:
+            await self._can_write
+
+    async def wait_closed(self) -> None:
+        await self._closed
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    """One TCP (or TLS) connection; ``connect_started_ns`` and ``last_read_ns`` are stamps."""
+
+    def __init__(self, protocol: _StampingProtocol, connect_started_ns: int) -> None:
+        assert protocol.transport is not None
+        self._protocol = protocol
+        self._transport: asyncio.Transport = protocol.transport
         self.connect_started_ns = connect_started_ns
         self.last_read_ns: int | None = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            data: bytes = await _with_timeout(
-                self._reader.read(max_bytes), timeout, httpcore.ReadTimeout
+            stamp: int | None
+            data: bytes
+            stamp, data = await _with_timeout(
+                self._protocol.read(max_bytes), timeout, httpcore.ReadTimeout
             )
         except OSError as err:
             raise httpcore.ReadError(str(err)) from err
-        self.last_read_ns = self._now()
+        if stamp is not None:
+            self.last_read_ns = stamp
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
         try:
-            self._writer.write(buffer)
-            await _with_timeout(self._writer.drain(), timeout, httpcore.WriteTimeout)
+            if self._transport.is_closing():
+                raise ConnectionResetError("connection closed by peer")
+            self._transport.write(buffer)
+            await _with_timeout(self._protocol.drain(), timeout, httpcore.WriteTimeout)
         except OSError as err:
             raise httpcore.WriteError(str(err)) from err
 
     async def aclose(self) -> None:
-        self._writer.close()
-        # wait_closed() can wait forever on a transport a failed TLS handshake left behind;
-        # the socket is closed (or aborted below) either way.
+        self._transport.close()
+        # A transport a failed TLS handshake left behind may never report itself closed.
         try:
             async with asyncio.timeout(CLOSE_WAIT_S):
-                await self._writer.wait_closed()
-        except (OSError, ssl.SSLError, TimeoutError):
-            self._writer.transport.abort()
+                await self._protocol.wait_closed()
+        except TimeoutError:
+            self._transport.abort()
 
     async def start_tls(
         self,
@@ -92,32 +177,36 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
         try:
-            await _with_timeout(
-                self._writer.start_tls(ssl_context, server_hostname=server_hostname),
+            transport = await _with_timeout(
+                loop.start_tls(
+                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                ),
                 timeout,
                 httpcore.ConnectTimeout,
             )
         except (OSError, ssl.SSLError) as err:
-            self._writer.transport.abort()
+            self._transport.abort()
             raise httpcore.ConnectError(str(err)) from err
         except httpcore.ConnectTimeout:
-            self._writer.transport.abort()
+            self._transport.abort()
             raise
+        if transport is None:
+            raise httpcore.ConnectError("TLS handshake failed: connection closed")
+        self._transport = self._protocol.transport = transport
         return self
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "ssl_object":
-            return self._writer.get_extra_info("ssl_object")
+        if info in ("ssl_object", "socket"):
+            return self._transport.get_extra_info(info)
         if info == "client_addr":
-            return self._writer.get_extra_info("sockname")
+            return self._transport.get_extra_info("sockname")
         if info == "server_addr":
-            return self._writer.get_extra_info("peername")
-        if info == "socket":
-            return self._writer.get_extra_info("socket")
+            return self._transport.get_extra_info("peername")
         if info == "is_readable":
             # Only asked before reusing a kept-alive connection: at EOF it is "readable".
-            return self._reader.at_eof() or self._writer.is_closing()
+            return self._protocol._eof or self._transport.is_closing()
         return None
 
 
@@ -136,19 +225,23 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         started = self._now()
+        loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
         try:
-            reader, writer = await _with_timeout(
-                asyncio.open_connection(host, port, local_addr=local),
+            _, protocol = await _with_timeout(
+                loop.create_connection(
+                    lambda: _StampingProtocol(self._now), host, port, local_addr=local
+                ),
                 timeout,
                 httpcore.ConnectTimeout,
             )
         except OSError as err:
             raise httpcore.ConnectError(str(err)) from err
-        sock = writer.get_extra_info("socket")
+        stream = AsyncioStream(protocol, started)
+        sock = stream.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
-        return AsyncioStream(reader, writer, self._now, started)
+        return stream
 
     async def connect_unix_socket(
         self,
@@ -157,13 +250,16 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         started = self._now()
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await _with_timeout(
-                asyncio.open_unix_connection(path), timeout, httpcore.ConnectTimeout
+            _, protocol = await _with_timeout(
+                loop.create_unix_connection(lambda: _StampingProtocol(self._now), path),
+                timeout,
+                httpcore.ConnectTimeout,
             )
         except OSError as err:
             raise httpcore.ConnectError(str(err)) from err
-        return AsyncioStream(reader, writer, self._now, started)
+        return AsyncioStream(protocol, started)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -45,8 +45,9 @@ async def sleep_until(due_ns: int) -> None:
     """Sleep until ``time.monotonic_ns()`` reaches ``due_ns``; never return early.
 
     asyncio's timers wake up to 1 ms late (epoll's timeout is whole milliseconds, rounded
-    up), which is half the probe's 2 ms accuracy budget. So the last ``SPIN_NS`` are spent
-    yielding to the loop (other streams and clients keep running) instead of in a timer.
+    up), half of the probe's 2 ms accuracy budget. So the last ``SPIN_NS`` are spent yielding
+    to the loop (other streams and clients keep running) instead of in a timer: writes land
+    ~0.1 ms after their due time, for at most 1.5 ms of CPU per chunk.
     """
     # A deadline on the monotonic clock, not a flag another task sets: nothing to wait on.
     while (left := due_ns - time.monotonic_ns()) > SPIN_NS:  # noqa: ASYNC110
@@ -108,7 +109,7 @@ class _ChunkWriter:
         self._started = False
 
     def frame(self, line: bytes) -> bytes:
-        """Return ``line`` as one chunk, behind the status line and headers if none were sent."""
+        """Return ``line`` as one chunk, after the status line and headers if none were sent."""
         data = chunk(line) if line else LAST_CHUNK
         return data if self._started else stream_head() + data
 

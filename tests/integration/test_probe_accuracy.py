@@ -83,11 +83,11 @@ def median(values: list[float | None]) -> float:
 @pytest.mark.parametrize("api", ["generate", "chat"])
 async def test_ttft_and_rates_match_script(sim: RunningProcess, api: str) -> None:
     """TTFT = first-token delay and both decode rates = scripted tokens/s, within tolerance."""
-    script = ModelScript(first_token_delay=0.25, tokens_per_second=50.0, tokens=200)
+    script = ModelScript(first_token_delay=0.3, tokens_per_second=50.0, tokens=200)
     set_script(sim, "gpu:1b", script)
     results = await probe_many(sim, "gpu:1b", api=api, max_tokens=32)
     ttft = median([r.ttft_ns / NS_PER_S if r.ttft_ns else None for r in results])
-    assert abs(ttft - 0.25) <= tolerance(0.25)
+    assert abs(ttft - 0.3) <= tolerance(0.3)
     # Decode span: 31 intervals of 20 ms = 0.62 s; rate tolerance derived from the span's.
     span_truth = 31 / 50.0
     span = median([r.decode_span_ns / NS_PER_S if r.decode_span_ns else None for r in results])
@@ -111,12 +111,12 @@ async def test_cpu_like_rate_and_long_first_token(sim: RunningProcess) -> None:
 async def test_thinking_chunks_end_ttft(sim: RunningProcess) -> None:
     """For a thinking model TTFT ends at the first thinking chunk, and N includes thinking."""
     script = ModelScript(
-        first_token_delay=0.2, tokens_per_second=40.0, tokens=20, thinking_tokens=8
+        first_token_delay=0.3, tokens_per_second=40.0, tokens=20, thinking_tokens=8
     )
     set_script(sim, "qwen3:0.6b", script)
     results = await probe_many(sim, "qwen3:0.6b", runs=3, api="chat", max_tokens=64)
     ttft = median([r.ttft_ns / NS_PER_S if r.ttft_ns else None for r in results])
-    assert abs(ttft - 0.2) <= tolerance(0.2)
+    assert abs(ttft - 0.3) <= tolerance(0.3)
     assert all(r.output_tokens == 20 for r in results)
     assert all(r.server is not None and r.server.done_reason == "stop" for r in results)
 
@@ -172,3 +172,22 @@ async def test_huge_final_line_succeeds(sim: RunningProcess) -> None:
     )
     (r,) = await probe_many(sim, "m", runs=1, max_tokens=5)
     assert r.output_tokens == 5
+
+
+async def test_client_overhead_stays_small_on_a_fast_model(sim: RunningProcess) -> None:
+    """A GPU-like 20 ms first token is measured within 5 ms.
+
+    This is looser than the contract's 2 ms + 1 % (2.2 ms here): on a 2-core VM the client's
+    own share (connect, HTTP framing, two process wake-ups) is about 2-3 ms, see the README's
+    accuracy benchmark. It guards against regressions: httpx over its default AnyIO network
+    backend measured 5.5-6.5 ms here.
+    """
+    set_script(
+        sim, "gpu:fast", ModelScript(first_token_delay=0.02, tokens_per_second=300.0, tokens=500)
+    )
+    results = await probe_many(sim, "gpu:fast", max_tokens=64)
+    ttft = median([r.ttft_ns / NS_PER_S if r.ttft_ns else None for r in results])
+    assert 0.02 <= ttft <= 0.02 + 0.005
+    span_truth = 63 / 300.0
+    span = median([r.decode_span_ns / NS_PER_S if r.decode_span_ns else None for r in results])
+    assert abs(span - span_truth) <= tolerance(span_truth)

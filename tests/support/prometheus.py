@@ -11,7 +11,6 @@ import functools
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
-import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,6 +35,7 @@ from tests.support.processes import (
     simulator_process,
     wait_http_ok,
 )
+from tests.support.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "deploy" / "prometheus"
@@ -50,18 +49,10 @@ RAW_METRIC = re.compile(r"(?<![\w:])ollama_probe_\w+(?![\w:])")
 RECORDED_METRIC = re.compile(r"(?<![\w:])[a-z_]+:\w+:\w+(?![\w:])")
 
 
-def require_binary(name: str) -> str:
-    """The path of ``name``, failing (not skipping) the test when it is not installed."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed; `make system-deps` installs Debian's prometheus")
-    return path
-
-
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run promtool with ``args``; the caller asserts on the result."""
     return subprocess.run(
-        [require_binary("promtool"), *args],
+        [require_tool("promtool"), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -230,7 +221,7 @@ def prometheus_server(
     targets: Sequence[str], rule_files: Sequence[Path], startup_timeout: float = 30.0
 ) -> Iterator[PrometheusServer]:
     """Run Prometheus on a free loopback port with a temporary TSDB until the block ends."""
-    binary = require_binary("prometheus")
+    binary = require_tool("prometheus")
     with tempfile.TemporaryDirectory(prefix="prometheus-test-") as tmp:
         work = Path(tmp)
         config = work / "prometheus.yml"

@@ -1,0 +1,52 @@
+"""Paths, tools and the exporter's own config check, shared by the deploy tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.cli import DEFAULT_PORT
+from tests.support.tools import require_tool
+
+__all__ = [
+    "DEFAULT_PORT",
+    "REPO_ROOT",
+    "child_env",
+    "config_check",
+    "load_yaml",
+    "require_tool",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML document from a file."""
+    return yaml.safe_load(path.read_text())
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The test environment without OLLAMA_PROBE_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("OLLAMA_PROBE_")}
+    env.update(extra or {})
+    return env
+
+
+def config_check(
+    config_file: Path, env: dict[str, str] | None = None, *, executable: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``--config.file FILE --config.check`` with the real exporter and return the result."""
+    command = executable or [sys.executable, "-m", "exporter"]
+    return subprocess.run(
+        [*command, "--config.file", str(config_file), "--config.check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(env),
+        check=False,
+    )
