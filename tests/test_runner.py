@@ -1,0 +1,39 @@
+"""The runner's safety deadline: even a prober that never returns cannot wedge its job."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from exporter import runner as runner_module
+from exporter.config import JobSpec
+from exporter.result import Reason
+from exporter.runner import ProbeRunner
+from tests.fakes import FakeClock
+from tests.support.jobs import make_job
+
+
+async def test_wedged_probe_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe stuck past timeout + margin ends as timeout_total and frees the target's slot."""
+    calls = 0
+
+    async def wedged(client: object, spec: JobSpec, clock: object) -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.Event().wait()  # a bug that ignores every deadline but cancellation
+
+    monkeypatch.setattr(runner_module, "run_probe", wedged)
+    monkeypatch.setattr(runner_module, "SAFETY_MARGIN_S", 0.1)
+    job = make_job("http://127.0.0.1:9", "m", timeout="100ms", stall_timeout="100ms")
+    runner = ProbeRunner(FakeClock())
+    runner.configure([job.target])
+    try:
+        first = await asyncio.wait_for(runner.run(job), timeout=5)
+        second = await asyncio.wait_for(runner.run(job), timeout=5)  # the slot was released
+    finally:
+        await runner.aclose()
+    assert first.reason is Reason.TIMEOUT_TOTAL
+    assert "abandoned" in first.detail
+    assert second.reason is Reason.TIMEOUT_TOTAL
+    assert calls == 2
