@@ -4,7 +4,9 @@ Runs the simulator in its own process (as a real Ollama would be), scripts a GPU
 mid-range and a CPU-like model, probes each several times, and prints the error of every
 measured value against its ground truth, for two clients: the exporter's (httpx over the lean
 asyncio network backend) and plain httpx (over httpcore's AnyIO backend), to show what the
-backend buys.
+backend buys. A third row is the floor: the least a Python asyncio client can do (request
+bytes built in advance and written the moment the connection is made, arrival stamped in
+``data_received``), i.e. what this machine and the simulator cost before any HTTP library.
 
     python -m benchmarks.accuracy [--runs N]
 
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import statistics
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +102,42 @@ async def _measure(
 _SCRIPTS: dict[str, ModelScript] = {}
 
 
+class _FloorProtocol(asyncio.Protocol):
+    def __init__(self, request: bytes, first: asyncio.Future[int]) -> None:
+        self._request = request
+        self._first = first
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._first.done():
+            self._first.set_result(time.monotonic_ns())
+
+
+async def _floor(url: str, model: str, delay: float, runs: int) -> list[float]:
+    """TTFT errors (ms) of the bare-protocol client: the floor under any HTTP client."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps({"model": model, "prompt": "x", "options": {"num_predict": 4}}).encode()
+    request = (
+        f"POST /api/generate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    loop = asyncio.get_running_loop()
+    errors = []
+    for _ in range(runs):
+        first: asyncio.Future[int] = loop.create_future()
+        t0 = time.monotonic_ns()
+        transport, _ = await loop.create_connection(
+            functools.partial(_FloorProtocol, request, first), host, int(port)
+        )
+        errors.append(((await first) - t0) / 1e6 - delay * 1000)
+        await asyncio.sleep(4 / 5)  # let the short generation finish before closing
+        transport.close()
+    return errors
+
+
 def _summary(values: list[float]) -> str:
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
@@ -131,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 tol = 2 + 10 * s.first_token_delay
                 print(f"  {label:<24} TTFT error ms   {_summary(ttft)}   (tolerance ±{tol:.1f})")
                 print(f"  {'':<24} tokens/s error % {_summary(tps)}   (tolerance ±1 %)")
+            floor = asyncio.run(_floor(sim.url, scenario.name, s.first_token_delay, 10))
+            print(f"  {'floor (bare protocol)':<24} TTFT error ms   {_summary(floor)}")
             print()
     return 0
 
