@@ -209,16 +209,20 @@ class ProbeMetrics:
         def hist(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
             return Histogram(name, doc, LABELS, buckets=buckets, registry=registry)
 
-        self.success = Gauge(
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(name, doc, LABELS, registry=registry)
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, LABELS, registry=registry)
+
+        self.success = gauge(
             "ollama_probe_success",
             "1 if the last scheduled probe of this job succeeded, 0 if it failed.",
-            LABELS, registry=registry,
-        )  # fmt: skip
-        self.runs = Counter(
+        )
+        self.runs = counter(
             "ollama_probe_runs",
             "Probes finished, successful or not.",
-            LABELS, registry=registry,
-        )  # fmt: skip
+        )
         self.errors = Counter(
             "ollama_probe_errors",
             "Failed probes by reason (closed set; see the README).",
@@ -269,22 +273,19 @@ class ProbeMetrics:
             "load; milliseconds when warm, seconds on a cold load).",
             TTFT_BUCKETS,
         )
-        self.output_tokens = Counter(
+        self.output_tokens = counter(
             "ollama_probe_output_tokens",
             "Sum of eval_count over successful probes that reported eval_count and "
             "eval_duration; rate() of this over rate() of server_eval_seconds is decode tok/s.",
-            LABELS, registry=registry,
-        )  # fmt: skip
-        self.server_eval_seconds = Counter(
+        )
+        self.server_eval_seconds = counter(
             "ollama_probe_server_eval_seconds",
             "Sum of eval_duration over the same probes as ollama_probe_output_tokens_total.",
-            LABELS, registry=registry,
-        )  # fmt: skip
-        self.last_run = Gauge(
+        )
+        self.last_run = gauge(
             "ollama_probe_last_run_timestamp_seconds",
             "Unix time the last scheduled probe of this job finished.",
-            LABELS, registry=registry,
-        )  # fmt: skip
+        )
 
     def per_job(self) -> tuple[MetricWrapperBase, ...]:
         """Families labelled by job only (no reason)."""

@@ -89,26 +89,48 @@ def _child_env() -> dict[str, str]:
 
 
 @contextmanager
-def _running(
-    args: Sequence[str], ready_path: str, port: int, env: dict[str, str] | None
-) -> Iterator[RunningProcess]:
+def running_process(
+    argv: Sequence[str],
+    ready_url: str,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    startup_timeout: float = 20.0,
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """Start ``argv`` with output to a log file, wait until ``ready_url`` answers 200, and
+    stop it (SIGTERM, then SIGKILL) when the block ends; on failure print its log."""
     with tempfile.TemporaryDirectory() as tmp:
-        log_path = Path(tmp) / "stderr.log"
+        log_path = Path(tmp) / "output.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "exporter", *args],
+                list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env if env is not None else _child_env(),
+                env=env,
+                cwd=cwd,
             )
-        running = RunningProcess(proc, f"http://{LOOPBACK}:{port}", log_path)
         try:
-            wait_http_ok(running.url + ready_path, proc=proc)
-            yield running
+            wait_http_ok(ready_url, timeout=startup_timeout, proc=proc)
+            yield proc, log_path
         except BaseException:
-            sys.stderr.write(running.log())
+            sys.stderr.write(log_path.read_text(errors="replace"))
             raise
+        finally:
+            RunningProcess(proc, "", log_path).stop()
+
+
+@contextmanager
+def _running(
+    args: Sequence[str], ready_path: str, port: int, env: dict[str, str] | None
+) -> Iterator[RunningProcess]:
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [sys.executable, "-m", "exporter", *args]
+    child_env = env if env is not None else _child_env()
+    with running_process(argv, url + ready_path, env=child_env) as (proc, log_path):
+        running = RunningProcess(proc, url, log_path)
+        try:
+            yield running
         finally:
             running.stop()
             running.final_log = running.log()

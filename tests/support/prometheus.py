@@ -32,8 +32,8 @@ from tests.support.processes import (
     exporter_process,
     free_port,
     http_get,
+    running_process,
     simulator_process,
-    wait_http_ok,
 )
 from tests.support.tools import require_tool
 
@@ -229,35 +229,19 @@ def prometheus_server(
         check = promtool("check", "config", str(config))
         assert check.returncode == 0, check.stdout + check.stderr
         port = free_port()
-        log_path = work / "prometheus.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={work / 'data'}",
-                    f"--web.listen-address={LOOPBACK}:{port}",
-                    "--log.level=warn",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=work,
-            )
-        server = PrometheusServer(proc, f"http://{LOOPBACK}:{port}", log_path)
-        try:
-            wait_http_ok(f"{server.url}/-/ready", timeout=startup_timeout, proc=proc)
-            yield server
-        except BaseException:
-            sys.stderr.write(server.log())
-            raise
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        argv = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+            "--log.level=warn",
+        ]
+        url = f"http://{LOOPBACK}:{port}"
+        with running_process(argv, f"{url}/-/ready", cwd=work, startup_timeout=startup_timeout) as (
+            proc,
+            log_path,
+        ):
+            yield PrometheusServer(proc, url, log_path)
 
 
 FAST_MODEL = "llama3.2:1b"
