@@ -5,9 +5,7 @@ only, so cardinality is bounded by config. Values come from the last scheduled p
 from the scrape: a scrape never triggers or waits for a probe.
 
 Histograms, not last-value gauges: a scrape would see only the latest probe, quantiles would
-be impossible and one outlier would fire an alert. Buckets are supersets of vLLM's families
-(so ``le``-based queries carry over) widened to cover a CPU (3 tok/s, 2-minute cold load) and
-a GPU (300 tok/s, 20 ms TTFT). Changing them later breaks queries across the change.
+be impossible and one outlier would fire an alert. Buckets live in ``exporter.buckets``.
 
 Sample exposition::
 
@@ -32,134 +30,17 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
+from exporter.buckets import (
+    DURATION_BUCKETS,
+    ERROR_DURATION_BUCKETS,
+    PROMPT_TOKENS_PER_SECOND_BUCKETS,
+    TOKENS_PER_SECOND_BUCKETS,
+    TPOT_BUCKETS,
+    TTFT_BUCKETS,
+)
 from exporter.result import NS_PER_S, JobKey, ProbeResult, Reason
 
 LABELS = ("target", "model", "probe")
-
-TTFT_BUCKETS = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    30.0,
-    40.0,
-    60.0,
-    80.0,
-    120.0,
-    160.0,
-    300.0,
-    640.0,
-    2560.0,
-)
-TPOT_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.0075,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.2,
-    0.3,
-    0.4,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-)
-DURATION_BUCKETS = (
-    0.05,
-    0.1,
-    0.2,
-    0.3,
-    0.5,
-    0.8,
-    1.0,
-    1.5,
-    2.0,
-    2.5,
-    5.0,
-    10.0,
-    15.0,
-    20.0,
-    30.0,
-    40.0,
-    50.0,
-    60.0,
-    120.0,
-    240.0,
-    480.0,
-    960.0,
-    1920.0,
-    7680.0,
-)
-TOKENS_PER_SECOND_BUCKETS = (
-    0.5,
-    1.0,
-    2.0,
-    3.0,
-    5.0,
-    7.5,
-    10.0,
-    15.0,
-    20.0,
-    30.0,
-    40.0,
-    50.0,
-    75.0,
-    100.0,
-    150.0,
-    200.0,
-    300.0,
-    400.0,
-    500.0,
-    750.0,
-    1000.0,
-    1500.0,
-    2000.0,
-)
-PROMPT_TOKENS_PER_SECOND_BUCKETS = (
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    25.0,
-    50.0,
-    100.0,
-    250.0,
-    500.0,
-    1000.0,
-    2500.0,
-    5000.0,
-    10000.0,
-    25000.0,
-    50000.0,
-    100000.0,
-)
-# Few buckets: this histogram has a `reason` label, so every bucket costs 12x per job.
-ERROR_DURATION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 def new_registry() -> CollectorRegistry:
