@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -13,8 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check, load_yaml, require_tool
+from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check, load_yaml
 from tests.support.processes import exporter_process, http_get, simulator_process
+from tests.support.tools import run_tool
 
 COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
 COMPOSE_FILES = ["compose.yml", "compose.simulator.yml", "compose.gpu.yml"]
@@ -42,16 +42,12 @@ def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
     return mounts
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
-
-
 class TestComposeFiles:
     @pytest.mark.parametrize("name", COMPOSE_FILES)
     def test_file_matches_the_compose_specification(self, name: str) -> None:
         """Each compose file validates against the Compose Specification JSON schema."""
-        result = run(
-            require_tool("check-jsonschema"),
+        result = run_tool(
+            "check-jsonschema",
             "--builtin-schema",
             "vendor.compose-spec",
             str(COMPOSE_DIR / name),
@@ -91,7 +87,7 @@ class TestPrometheus:
             staged = tmp_path / PurePosixPath(target).relative_to(etc)
             staged.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, staged)
-        result = run(require_tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
+        result = run_tool("promtool", "check", "config", str(tmp_path / "prometheus.yml"))
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
         assert re.search(
@@ -100,9 +96,7 @@ class TestPrometheus:
 
     def test_rules_pass_promtool_check_rules(self) -> None:
         """The rules file the stack loads passes promtool check rules with linting fatal."""
-        result = run(
-            require_tool("promtool"), "check", "rules", "--lint=all", "--lint-fatal", str(RULES)
-        )
+        result = run_tool("promtool", "check", "rules", "--lint=all", "--lint-fatal", str(RULES))
         assert result.returncode == 0, result.stdout + result.stderr
 
     def test_prometheus_loads_the_shipped_rules_file(self, services: dict[str, Any]) -> None:
@@ -128,7 +122,7 @@ class TestPrometheus:
 def test_alertmanager_config_passes_amtool(services: dict[str, Any]) -> None:
     """alertmanager.yml, as mounted into Alertmanager, passes amtool check-config."""
     source = bind_mounts(services["alertmanager"])["/etc/alertmanager/alertmanager.yml"]
-    result = run(require_tool("amtool"), "check-config", str(source))
+    result = run_tool("amtool", "check-config", str(source))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check, require_tool
+from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check
+from tests.support.tools import run_tool
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
@@ -94,13 +95,7 @@ def dockerfile_stages() -> list[list[Instruction]]:
 
 def test_hadolint_finds_nothing() -> None:
     """hadolint reports no finding at any level, style included."""
-    result = subprocess.run(
-        [require_tool("hadolint"), "--failure-threshold", "style", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_tool("hadolint", "--failure-threshold", "style", str(DOCKERFILE))
     assert (result.returncode, result.stdout) == (0, "")
 
 

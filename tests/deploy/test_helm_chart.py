@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,8 @@ import pytest
 import yaml
 
 from tests.deploy.chart import CHART_DIR, OPERATOR_VALUES, Rendered, find, render, render_raw
-from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check, require_tool
+from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check
+from tests.support.tools import run_tool
 
 CONFIG_PATH = "/etc/ollama-probe-exporter/config.yml"
 SELECTOR = {
@@ -275,13 +275,7 @@ class TestOperatorAndDashboard:
         """The rendered spec.groups, written out as a rules file, passes promtool check rules."""
         rules = tmp_path / "rules.yml"
         rules.write_text(yaml.safe_dump(find(full_docs, "PrometheusRule").obj["spec"]))
-        result = subprocess.run(
-            [require_tool("promtool"), "check", "rules", "--lint=all", "--lint-fatal", str(rules)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_tool("promtool", "check", "rules", "--lint=all", "--lint-fatal", str(rules))
         assert result.returncode == 0, result.stdout + result.stderr
 
     def test_dashboard_configmap_carries_the_grafana_dashboard(

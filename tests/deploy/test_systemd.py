@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check, require_tool
+from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check
 from tests.support.processes import exporter_process, free_port, http_get
+from tests.support.tools import run_tool
 
 SYSTEMD_DIR = REPO_ROOT / "deploy" / "systemd"
 UNIT = SYSTEMD_DIR / "ollama-probe-exporter.service"
@@ -50,13 +51,7 @@ def env_file_values() -> dict[str, str]:
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_tool("systemd-analyze"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_tool("systemd-analyze", *args, timeout=60)
 
 
 @pytest.fixture

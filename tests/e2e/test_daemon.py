@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import RunningProcess, exporter_process, http_get, simulator_process
+from tests.support.tools import run_tool
 
 SCRIPT = """
 models:
@@ -116,9 +117,7 @@ def test_promtool_accepts_real_output(config: Path) -> None:
             lambda: (value(exporter.url, "ollama_probe_runs_total", **job("good:1b")) or 0) >= 1
         )
         body = http_get(exporter.url + "/metrics")[1]
-    check = subprocess.run(
-        ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, check=False
-    )
+    check = run_tool("promtool", "check", "metrics", input=body)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "_created" not in body
 

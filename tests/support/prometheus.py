@@ -35,7 +35,7 @@ from tests.support.processes import (
     running_process,
     simulator_process,
 )
-from tests.support.tools import require_tool
+from tests.support.tools import require_tool, run_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "deploy" / "prometheus"
@@ -51,14 +51,7 @@ RECORDED_METRIC = re.compile(r"(?<![\w:])[a-z_]+:\w+:\w+(?![\w:])")
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run promtool with ``args``; the caller asserts on the result."""
-    return subprocess.run(
-        [require_tool("promtool"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-    )
+    return run_tool("promtool", *args, cwd=cwd)
 
 
 @functools.cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,3 +24,18 @@ def require_tool(name: str) -> str:
             f"{name} is not installed; `make install-test system-deps` installs it"
         )
     return found
+
+
+def run_tool(
+    name: str, *args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a required tool with ``args``, capturing text output; the caller asserts."""
+    return subprocess.run(
+        [require_tool(name), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
