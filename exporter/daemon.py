@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from exporter import __version__
 from exporter.clock import Clock, SystemClock
-from exporter.config import ConfigError, Settings, load_settings
+from exporter.config import ConfigError, JobSpec, Settings, load_settings
 from exporter.recorder import ExporterMetrics, Recorder, new_registry
 from exporter.result import NS_PER_S, JobKey, ProbeResult
 from exporter.runner import ProbeRunner
@@ -70,6 +70,7 @@ class Daemon:
         self._scheduler = ProbeScheduler(self._runner.run, self._on_result)
         self._results: Mapping[JobKey, ProbeResult | None] = MappingProxyType({})
         self._stop = asyncio.Event()
+        self._reloads: set[asyncio.Task[tuple[bool, str]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         hooks = WebHooks(
             healthy=lambda: self._scheduler.running,
@@ -85,7 +86,8 @@ class Daemon:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.web.port}"
 
-    def _apply(self, settings: Settings) -> None:
+    def _apply(self, settings: Settings) -> list[JobSpec]:
+        """Make ``settings`` current everywhere but in the scheduler; return its jobs."""
         jobs = settings.jobs()
         self._runner.configure(settings.targets)
         self._recorder.sync_jobs(spec.key for spec in jobs)
@@ -95,6 +97,7 @@ class Daemon:
         self._self_metrics.config_loaded(True, self._clock.time())
         for warning in settings.warnings():
             log.warning("config: %s", warning)
+        return jobs
 
     def _on_result(self, result: ProbeResult) -> None:
         if not self._recorder.record(result):
@@ -119,10 +122,10 @@ class Daemon:
             for problem in err.problems:
                 log.error("config reload refused: %s", problem)
             return False, "reload refused, previous config kept:\n" + str(err)
-        self._apply(settings)
-        self._scheduler.replace_jobs(settings.jobs())
-        log.info("config reloaded", extra={"fields": {"jobs": len(settings.jobs())}})
-        return True, f"reloaded: {len(settings.jobs())} jobs"
+        jobs = self._apply(settings)
+        self._scheduler.replace_jobs(jobs)
+        log.info("config reloaded", extra={"fields": {"jobs": len(jobs)}})
+        return True, f"reloaded: {len(jobs)} jobs"
 
     def _reload_from_thread(self) -> tuple[bool, str]:
         """``POST /-/reload`` arrives on a web thread; the reload runs on the event loop."""
@@ -137,13 +140,18 @@ class Daemon:
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
 
-    async def run(self, *, handle_signals: bool = True) -> None:
+    def _reload_on_signal(self) -> None:
+        # Keep a reference: the loop holds tasks only weakly.
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._apply(self.settings)
-        if handle_signals:
-            self._install_signals(self._loop)
+        jobs = self._apply(self.settings)
+        self._install_signals(self._loop)
         self.web.start()
         log.info("listening", extra={"fields": {"address": self.url, "version": __version__}})
         try:
@@ -151,7 +159,7 @@ class Daemon:
             # Everything imported and allocated so far lives for good: freezing it shortens
             # the collector's pauses, which would otherwise land inside probe timings.
             gc.freeze()
-            self._scheduler.start(self.settings.jobs())
+            self._scheduler.start(jobs)
             if self._on_ready is not None:
                 self._on_ready(self.url)
             await self._stop.wait()

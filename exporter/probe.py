@@ -89,6 +89,7 @@ class _Probe:
                 body = await response.read_limited(ERROR_BODY_LIMIT)
                 return self.fail(*classify_status(response.status, body))
             splitter = LineSplitter(self.max_line_bytes)
+            t_ns = self.clock.monotonic_ns()
             async for data in response.chunks():
                 t_ns = response.arrival_ns() or self.clock.monotonic_ns()
                 for line in splitter.feed(data):
@@ -99,7 +100,7 @@ class _Probe:
                     stall_at = loop.time() + stall_s
                     self.stall_armed = stall_at < deadline
                     limit.reschedule(min(stall_at, deadline))
-            return self.at_eof(splitter.tail())
+            return self.at_eof(splitter.tail(), t_ns)
 
     def take_line(self, line: bytes, t_ns: int) -> ProbeResult | None:
         """Apply one line; a result ends the probe (done, or an error line)."""
@@ -113,11 +114,12 @@ class _Probe:
             return self.timeline.success(self.spec.key, self.clock.time())
         return None
 
-    def at_eof(self, tail: bytes) -> ProbeResult:
-        """The body ended before ``done: true``; a last line without its newline still counts."""
+    def at_eof(self, tail: bytes, t_ns: int) -> ProbeResult:
+        """The body ended before ``done: true``; a last line without its newline still counts
+        (it arrived with the last read, at ``t_ns``)."""
         if tail.strip():
             try:
-                result = self.take_line(tail, self.clock.monotonic_ns())
+                result = self.take_line(tail, t_ns)
             except InvalidLine:
                 result = None
             if result is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from exporter.clock import Clock
 from exporter.config import JobSpec, Target
@@ -37,7 +37,6 @@ class _TargetSlot:
     limit: asyncio.Semaphore
     in_flight: int = 0
     retired: bool = False
-    closing: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class ProbeRunner:

@@ -67,9 +67,11 @@ class ProbeScheduler:
             interval = spec.profile.interval
             trigger = IntervalTrigger(seconds=interval, timezone=UTC)
             existing = self._scheduler.get_job(job_id)
+            # A loop stall must not silently drop a run; one interval late is still useful.
+            grace = max(1, int(interval))
             if existing is not None:
                 old_spec: JobSpec = existing.args[0]
-                existing.modify(args=(spec,), misfire_grace_time=max(1, int(interval)))
+                existing.modify(args=(spec,), misfire_grace_time=grace)
                 if old_spec.profile.interval != interval:
                     existing.reschedule(trigger)
                 continue
@@ -82,8 +84,7 @@ class ProbeScheduler:
                 next_run_time=now,
                 max_instances=1,
                 coalesce=True,
-                # A loop stall must not silently drop a run; one interval late is still useful.
-                misfire_grace_time=max(1, int(interval)),
+                misfire_grace_time=grace,
             )
 
     async def _run(self, spec: JobSpec) -> None:
@@ -106,10 +107,12 @@ class ProbeScheduler:
         self._sink(result)
 
     def _on_skip(self, event: JobExecutionEvent) -> None:
-        what = "still running" if event.code == EVENT_JOB_MAX_INSTANCES else "missed"
-        log.warning(
-            "probe run skipped: previous run %s", what, extra={"fields": {"job": event.job_id}}
+        why = (
+            "the previous run is still in flight"
+            if event.code == EVENT_JOB_MAX_INSTANCES
+            else "its start time passed more than an interval ago"
         )
+        log.warning("probe run skipped: %s", why, extra={"fields": {"job": event.job_id}})
 
     async def shutdown(self, grace_s: float = 5.0) -> None:
         """Stop scheduling, cancel in-flight probes once, and wait for them to unwind."""

@@ -3,7 +3,7 @@
 Pure bookkeeping, fed by the prober with (chunk, arrival time) pairs, so the definitions of
 TTFT, the decode span and the token count live in one small place that a fake clock can test:
 
-- ``t0``: just before the request was sent (connect included in everything after it);
+- ``t0``: when the connection started, before DNS, TCP and TLS (all of them count);
 - ``t_first``: arrival of the first chunk with non-empty generated text, thinking included;
 - ``t_last``: arrival of the last chunk with generated text; ``t_done``: the done chunk;
 - ``N``: ``eval_count`` from the done chunk, never the number of chunks, unless the server
@@ -25,7 +25,6 @@ class Timeline:
     t0_ns: int
     chunks: int = 0
     text_chunks: int = 0
-    first_chunk_ns: int | None = None
     first_text_ns: int | None = None
     last_text_ns: int | None = None
     done_ns: int | None = None
@@ -35,8 +34,6 @@ class Timeline:
     def observe(self, chunk: Chunk, t_ns: int) -> None:
         """Record one non-error chunk that arrived at ``t_ns``."""
         self.chunks += 1
-        if self.first_chunk_ns is None:
-            self.first_chunk_ns = t_ns
         if chunk.has_text:
             self.text_chunks += 1
             if self.first_text_ns is None:

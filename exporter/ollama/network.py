@@ -92,6 +92,10 @@ class _StampingProtocol(asyncio.Protocol):
         if self._can_write is not None and not self._can_write.done():
             self._can_write.set_result(None)
 
+    @property
+    def at_eof(self) -> bool:
+        return self._eof
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -206,7 +210,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return self._transport.get_extra_info("peername")
         if info == "is_readable":
             # Only asked before reusing a kept-alive connection: at EOF it is "readable".
-            return self._protocol._eof or self._transport.is_closing()
+            return self._protocol.at_eof or self._transport.is_closing()
         return None
 
 
