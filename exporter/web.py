@@ -14,6 +14,7 @@ and OpenMetrics negotiation) inside a small dispatcher.
 from __future__ import annotations
 
 import html
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,12 @@ class WebHooks:
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+
+
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    """For an IPv6 listen address such as ``[::]:10434`` or ``[::1]:10434``."""
+
+    address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -137,8 +144,9 @@ class WebServer:
     """The threaded HTTP server; ``port`` is the bound port (useful with port 0)."""
 
     def __init__(self, host: str, port: int, app: WsgiApp) -> None:
+        server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
         self._server = make_server(
-            host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+            host, port, app, server_class=server_class, handler_class=_QuietHandler
         )
         self.host = host
         self.port = int(self._server.server_address[1])
