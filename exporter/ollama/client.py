@@ -16,7 +16,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import httpx
 
@@ -30,13 +29,6 @@ CONNECT_TIMEOUT_S = 10.0
 WRITE_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 5.0
 VERSION_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedRequest:
-    """A request built ahead of ``t0``, so encoding the body is not part of TTFT."""
-
-    request: httpx.Request
 
 
 class StreamResponse:
@@ -124,17 +116,16 @@ class OllamaClient:
             transport=transport or lean_transport(target, clock or SystemClock()),
         )
 
-    def prepare(self, path: str, body: bytes) -> PreparedRequest:
+    def prepare(self, path: str, body: bytes) -> httpx.Request:
         """Build a JSON POST to ``path`` (relative to the target URL, path prefix kept)."""
-        request = self._client.build_request(
+        return self._client.build_request(
             "POST", path.lstrip("/"), content=body, headers={"Content-Type": "application/json"}
         )
-        return PreparedRequest(request)
 
     @asynccontextmanager
-    async def open_stream(self, prepared: PreparedRequest) -> AsyncIterator[StreamResponse]:
+    async def open_stream(self, request: httpx.Request) -> AsyncIterator[StreamResponse]:
         """Send the request; yield once the status line and headers are in; always close."""
-        response = await self._client.send(prepared.request, stream=True)
+        response = await self._client.send(request, stream=True)
         try:
             yield StreamResponse(response)
         finally:

@@ -35,12 +35,6 @@ class Fault(StrEnum):
     NOT_JSON_OBJECT = "not_json_object"
 
 
-PRE_RESPONSE_FAULTS = frozenset(
-    {Fault.BUSY, Fault.HTTP_500, Fault.BARE_404, Fault.CLOSE_BEFORE_RESPONSE}
-)
-"""Faults decided before any response byte; every other fault acts inside a 200 stream."""
-
-
 @dataclass(frozen=True, slots=True)
 class ModelScript:
     """How one simulated model behaves; all durations are seconds.

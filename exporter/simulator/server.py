@@ -20,6 +20,7 @@ from typing import Any
 from exporter.simulator.generation import respond
 from exporter.simulator.http11 import (
     JSON_UTF8,
+    MAX_HEAD_BYTES,
     TEXT_PLAIN,
     BadRequest,
     RecordedRequest,
@@ -78,7 +79,8 @@ class OllamaSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Bind and start accepting; ``port=0`` picks a free port, read back from ``.port``."""
-        self._server = await asyncio.start_server(self._accept, host, port)
+        # The reader's limit caps a request head, as Go's server caps header bytes.
+        self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_HEAD_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
