@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-test system-deps lint pytest bench manifests clean
+.PHONY: help demo test test-fast install install-test system-deps lint pytest bench manifests clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +32,12 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-demo: install
+demo: install ## run the exporter against the embedded Ollama simulator
 	$(BIN)/ollama-probe-exporter demo
 
 LINTED := exporter tests benchmarks deploy/prometheus
 
-lint: install-test
+lint: install-test ## ruff format + check, mypy (strict on exporter/)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
@@ -43,14 +46,17 @@ lint: install-test
 pytest: install-test system-deps
 	$(BIN)/pytest
 
-test: lint pytest
+test: lint pytest ## install everything, lint, type-check and run the whole suite (CI)
 
-bench: install
+test-fast: install-test ## the edit loop: unit, simulator and config tests (no processes, no tools)
+	$(BIN)/pytest -q -m "not e2e and not deploy and not slow"
+
+bench: install ## run the benchmarks and print their tables
 	$(BIN)/python -m benchmarks.accuracy
 
 # Re-render the chart's copies of the rules/dashboard and the plain Kubernetes manifests.
-manifests: install-test
+manifests: install-test ## regenerate the chart's copies and the rendered manifests
 	$(BIN)/python -m tests.deploy.chart --write
 
-clean:
+clean: ## remove the venv and caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -56,7 +56,7 @@ def value(url: str, name: str, **labels: str) -> float | None:
     return samples(url).get((name, frozenset(labels.items())))
 
 
-def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -157,8 +157,12 @@ def test_dashboard_variables_resolve(stack: Stack) -> None:
         match = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"])
         assert match is not None, var["query"]
         selector, label = substitute(match.group(1), ALL), match.group(2)
+
+        def values(s: str = selector, name: str = label) -> list[str] | None:
+            return stack.prometheus.label_values(name, s) or None
+
         found[var["name"]] = wait_for(
-            lambda s=selector, name=label: stack.prometheus.label_values(name, s) or None,
+            values,
             20,
             f"values of ${var['name']}",
         )

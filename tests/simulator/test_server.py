@@ -43,7 +43,7 @@ async def raw_exchange(sim: OllamaSimulator, request: bytes) -> bytes:
 
 def decode_chunks(body: bytes) -> list[bytes]:
     """Split a chunked body into its chunks' data; asserts the zero-length terminator."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         size_line, _, body = body.partition(b"\r\n")
         size = int(size_line, 16)

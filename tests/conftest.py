@@ -1,0 +1,30 @@
+"""Test tiers by folder, so ``make test-fast`` can leave out what starts processes or tools.
+
+- ``e2e``: real processes (the exporter, the simulator, Prometheus) talking over loopback;
+- ``deploy``: deploy artefacts checked with their real tools (Helm, promtool, hadolint, …);
+- ``slow``: marked by hand on a test that needs more than a couple of seconds.
+
+``make test-fast`` runs ``-m "not e2e and not deploy and not slow"``; ``make test`` runs all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+_FOLDER_MARKS = {
+    "e2e": "e2e",
+    "deploy": "deploy",
+    "rules": "deploy",
+    "dashboard": "deploy",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(item.path).relative_to(TESTS).parts
+        mark = _FOLDER_MARKS.get(parts[0]) if len(parts) > 1 else None
+        if mark is not None:
+            item.add_marker(getattr(pytest.mark, mark))
