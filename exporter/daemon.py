@@ -19,7 +19,8 @@ from exporter import __version__
 from exporter.clock import Clock, SystemClock
 from exporter.config import ConfigError, JobSpec, Settings, load_settings
 from exporter.recorder import ExporterMetrics, Recorder, new_registry
-from exporter.result import NS_PER_S, JobKey, ProbeResult
+from exporter.report import log_fields
+from exporter.result import JobKey, ProbeResult
 from exporter.runner import ProbeRunner
 from exporter.scheduler import ProbeScheduler
 from exporter.web import WebHooks, WebServer, make_app
@@ -27,22 +28,6 @@ from exporter.web import WebHooks, WebServer, make_app
 log = logging.getLogger(__name__)
 
 RELOAD_WAIT_S = 30.0
-
-
-def _result_fields(result: ProbeResult) -> dict[str, object]:
-    key = result.job
-    fields: dict[str, object] = {"target": key.target, "model": key.model, "probe": key.probe}
-    if result.reason is not None:
-        fields["reason"] = result.reason.value
-        fields["detail"] = result.detail
-        fields["after_s"] = round(result.elapsed_ns / NS_PER_S, 3)
-    else:
-        fields["ttft_s"] = round((result.ttft_ns or 0) / NS_PER_S, 4)
-        tps = result.tokens_per_second
-        fields["tokens_per_s"] = None if tps is None else round(tps, 2)
-        fields["tokens"] = result.output_tokens
-        fields["done_reason"] = result.server.done_reason if result.server else None
-    return fields
 
 
 class Daemon:
@@ -104,9 +89,9 @@ class Daemon:
             return  # the job left the config while this probe was in flight
         self._results = MappingProxyType({**self._results, result.job: result})
         if result.reason is not None:
-            log.warning("probe failed", extra={"fields": _result_fields(result)})
+            log.warning("probe failed", extra={"fields": log_fields(result)})
             return
-        log.debug("probe ok", extra={"fields": _result_fields(result)})
+        log.debug("probe ok", extra={"fields": log_fields(result)})
         if result.tokens_from_chunks:
             log.debug(
                 "server sent no eval_count: tokens counted from text chunks",

@@ -14,7 +14,8 @@ from exporter.clock import SystemClock
 from exporter.config import JobSpec
 from exporter.ollama.client import OllamaClient
 from exporter.probe import run_probe
-from exporter.result import NS_PER_S, ProbeResult
+from exporter.report import result_dict
+from exporter.result import ProbeResult
 
 
 async def probe_once(spec: JobSpec) -> ProbeResult:
@@ -26,35 +27,6 @@ async def probe_once(spec: JobSpec) -> ProbeResult:
         return await run_probe(client, spec, SystemClock())
     finally:
         await client.aclose()
-
-
-def _seconds(ns: int | None) -> float | None:
-    return None if ns is None else ns / NS_PER_S
-
-
-def result_dict(result: ProbeResult) -> dict[str, Any]:
-    """Every measured value, in base units, under the metric-style names."""
-    server = result.server
-    return {
-        "target": result.job.target,
-        "model": result.job.model,
-        "probe": result.job.probe,
-        "success": result.success,
-        "reason": None if result.reason is None else result.reason.value,
-        "detail": result.detail,
-        "http_status": result.http_status,
-        "time_to_first_token_seconds": _seconds(result.ttft_ns),
-        "duration_seconds": _seconds(result.elapsed_ns),
-        "output_tokens": result.output_tokens,
-        "tokens_from_chunks": result.tokens_from_chunks,
-        "text_chunks": result.text_chunks,
-        "tokens_per_second": result.tokens_per_second,
-        "time_per_output_token_seconds": result.time_per_output_token_seconds,
-        "server_tokens_per_second": result.server_tokens_per_second,
-        "prompt_tokens_per_second": result.prompt_tokens_per_second,
-        "load_duration_seconds": None if server is None else server.load_duration_ns / NS_PER_S,
-        "done_reason": None if server is None else server.done_reason,
-    }
 
 
 def _fmt(value: Any) -> str:

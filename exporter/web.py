@@ -24,7 +24,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from exporter.result import NS_PER_S, JobKey, ProbeResult
+from exporter.report import result_dict
+from exporter.result import JobKey, ProbeResult
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -100,21 +101,18 @@ def make_app(registry: CollectorRegistry, hooks: WebHooks) -> WsgiApp:
     return app
 
 
-def _fmt_seconds(ns: int | None) -> str:
-    return "" if ns is None else f"{ns / NS_PER_S:.3f} s"
-
-
 def _row(key: JobKey, result: ProbeResult | None) -> str:
     cells: list[str] = [key.target, key.model, key.probe]
     if result is None:
         cells += ["pending", "", "", ""]
     else:
-        tps = result.tokens_per_second
+        data = result_dict(result)
+        ttft, tps = data["time_to_first_token_seconds"], data["tokens_per_second"]
         cells += [
-            "ok" if result.success else f"FAIL: {result.reason}",
-            _fmt_seconds(result.ttft_ns),
+            "ok" if data["success"] else f"FAIL: {data['reason']}",
+            "" if ttft is None else f"{ttft:.3f} s",
             "" if tps is None else f"{tps:.1f}",
-            result.detail,
+            data["detail"],
         ]
     return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
 

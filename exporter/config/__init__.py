@@ -6,7 +6,7 @@ Use ``load_settings`` to build it (all problems reported at once as ``ConfigErro
 """
 
 from exporter.config.durations import format_duration, parse_duration
-from exporter.config.loader import ConfigError, describe, load_settings
+from exporter.config.loader import ConfigError, build_settings, describe, load_settings
 from exporter.config.models import JobSpec, ProbeProfile, Settings, Target, TLSSettings
 from exporter.config.sources import ENV_PREFIX
 
@@ -18,6 +18,7 @@ __all__ = [
     "Settings",
     "TLSSettings",
     "Target",
+    "build_settings",
     "describe",
     "format_duration",
     "load_settings",

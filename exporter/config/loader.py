@@ -65,6 +65,24 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     return settings
 
 
+def build_settings(
+    data: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Validate settings given as plain data (the ``probe`` flags, the demo), no file, no env.
+
+    The same rules and messages as a config file; ``environ`` is only read by ``{env: VAR}``
+    header values, ``base_dir`` resolves relative paths. Raises ``ConfigError``.
+    """
+    context = {"environ": os.environ if environ is None else environ, "base_dir": base_dir}
+    try:
+        return Settings.model_validate(dict(data), context=context)
+    except ValidationError as exc:
+        raise ConfigError(_validation_problems(exc)) from None
+
+
 # pydantic speaks of tuples, dictionaries and model instances; a YAML author writes lists and
 # mappings, and mostly gets a string wrong because YAML 1.1 turned it into a bool or a number.
 _TYPE_MESSAGES = {
