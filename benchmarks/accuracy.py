@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import gc
 import json
 import statistics
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from exporter.ollama.client import OllamaClient
 from exporter.probe import run_probe
 from exporter.result import NS_PER_S
 from exporter.simulator import ModelScript, script_to_dict
+from tests.support.floor import floor_ttft_ns
 from tests.support.jobs import make_job
 from tests.support.processes import simulator_process
 
@@ -102,40 +101,9 @@ async def _measure(
 _SCRIPTS: dict[str, ModelScript] = {}
 
 
-class _FloorProtocol(asyncio.Protocol):
-    def __init__(self, request: bytes, first: asyncio.Future[int]) -> None:
-        self._request = request
-        self._first = first
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(self._request)
-
-    def data_received(self, data: bytes) -> None:
-        if not self._first.done():
-            self._first.set_result(time.monotonic_ns())
-
-
 async def _floor(url: str, model: str, delay: float, runs: int) -> list[float]:
     """TTFT errors (ms) of the bare-protocol client: the floor under any HTTP client."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    body = json.dumps({"model": model, "prompt": "x", "options": {"num_predict": 4}}).encode()
-    request = (
-        f"POST /api/generate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body
-    loop = asyncio.get_running_loop()
-    errors = []
-    for _ in range(runs):
-        first: asyncio.Future[int] = loop.create_future()
-        t0 = time.monotonic_ns()
-        transport, _ = await loop.create_connection(
-            functools.partial(_FloorProtocol, request, first), host, int(port)
-        )
-        errors.append(((await first) - t0) / 1e6 - delay * 1000)
-        await asyncio.sleep(4 / 5)  # let the short generation finish before closing
-        transport.close()
-    return errors
+    return [(await floor_ttft_ns(url, model, tokens=1)) / 1e6 - delay * 1000 for _ in range(runs)]
 
 
 def _summary(values: list[float]) -> str:
