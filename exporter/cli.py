@@ -23,6 +23,8 @@ from exporter.logs import FORMATS, LEVELS, setup_logging
 DEFAULT_PORT = 10434
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 DEMO_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+# 128 + SIGPIPE: what a shell reports for a program whose reader went away (`| head`).
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -90,8 +92,6 @@ def _print_problems(err: ConfigError) -> int:
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
-    from exporter.daemon import Daemon  # noqa: PLC0415 (keep `--config.check` light)
-
     if args.config_file is None and not any(
         k.upper().startswith("OLLAMA_PROBE_") for k in os.environ
     ):
@@ -107,6 +107,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
         return 0
     setup_logging(args.log_level, args.log_format)
     host, port = parse_listen_address(args.listen)
+    from exporter.daemon import Daemon  # noqa: PLC0415 (keep `--config.check` light)
+
     try:
         daemon = Daemon(settings, listen=(host, port), config_path=args.config_file)
     except OSError as err:
@@ -162,7 +164,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(parse_listen_address(args.listen))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {"demo": _run_demo, "probe": _run_probe, "simulator": _run_simulator}
     try:
@@ -172,3 +174,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (2: unusable flags).
+
+    A reader that goes away early (``probe … | head -3``) ends the program quietly with 141,
+    as a program killed by SIGPIPE would, instead of with a BrokenPipeError traceback.
+    """
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit, where the error is unhandled
+    except BrokenPipeError:
+        # Later writes (the interpreter's final flush included) go nowhere instead of failing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from exporter.cli import DEFAULT_PORT, UsageError, main, parse_listen_address
+from exporter.cli import DEFAULT_PORT, EXIT_BROKEN_PIPE, UsageError, main, parse_listen_address
 from tests.support.processes import simulator_process
 
 REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config" / "example.yml"
 
 
 def test_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,6 +58,23 @@ def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert code == 1
     assert len(err) == 1
     assert err[0].startswith("config.file:")
+
+
+def test_config_check_stays_light() -> None:
+    """--config.check imports neither the daemon nor APScheduler nor httpx: it must run fast
+    in a pre-start hook or CI job, and must not depend on what only serving needs."""
+    code = (
+        "import sys\n"
+        "from exporter.cli import main\n"
+        f"code = main(['--config.file', {str(EXAMPLE)!r}, '--config.check'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('apscheduler', 'httpx')"
+        " or m == 'exporter.daemon')\n"
+        "print('HEAVY', code, heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "HEAVY 0 []" in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -111,3 +130,23 @@ def test_probe_subcommand(tmp_path: Path) -> None:
         bad = run_probe_cmd("--url", sim.url, "--model", "missing:1b", "--json")
         assert bad.returncode == 1
         assert json.loads(bad.stdout)["reason"] == "model_not_found"
+
+
+def _closed_pipe() -> int:
+    """The write end of a pipe whose reader is already gone: the first write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+def test_config_check_into_a_closed_pipe_exits_quietly() -> None:
+    """`--config.check | head -2`: exit 141 like a program killed by SIGPIPE, no traceback."""
+    write_end = _closed_pipe()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", "--config.file", str(EXAMPLE), "--config.check"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (EXIT_BROKEN_PIPE, "")
