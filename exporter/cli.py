@@ -33,7 +33,9 @@ PROG = "ollama-probe-exporter"
 DEFAULT_PORT = 10434
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 DEMO_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
-SIMULATOR_LISTEN = "127.0.0.1:11434"
+# Not Ollama's own 11434: a simulator started by hand must not take the place of (or fail
+# against) a real Ollama on the same machine. The simulator package is meant to own this number.
+SIMULATOR_LISTEN = "127.0.0.1:10435"
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_LOG_FORMAT = "logfmt"
 # 128 + SIGPIPE: what a shell reports for a program whose reader went away (`| head`).

@@ -202,6 +202,12 @@ def test_demo_uses_global_flags_given_before_it() -> None:
         assert "level=debug" in log_path.read_text()
 
 
+def test_simulator_does_not_default_to_ollamas_port() -> None:
+    """A simulator started by hand must not take a real Ollama's port (11434)."""
+    assert parse_args(["simulator"]).listen == SIMULATOR_LISTEN
+    assert parse_listen_address(SIMULATOR_LISTEN)[1] not in (11434, DEFAULT_PORT)
+
+
 # --- help -------------------------------------------------------------------------------------
 
 
