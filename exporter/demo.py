@@ -7,10 +7,9 @@ a thinking model, a CPU-like model, and one that fails mid-stream on every probe
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 
-from exporter.config import load_settings
+from exporter.config import build_settings
 from exporter.daemon import Daemon
 from exporter.simulator import DEMO_SCRIPTS, OllamaSimulator
 
@@ -19,15 +18,16 @@ DEMO_INTERVAL = "5s"
 
 async def _demo(listen: tuple[str, int]) -> None:
     async with OllamaSimulator(DEMO_SCRIPTS) as simulator:
-        environ = {
-            "OLLAMA_PROBE_TARGETS": json.dumps(
-                [{"name": "simulator", "url": simulator.url, "models": list(DEMO_SCRIPTS)}]
-            ),
-            "OLLAMA_PROBE_PROBES": json.dumps(
-                [{"name": "short", "max_tokens": 32, "interval": DEMO_INTERVAL, "timeout": "30s"}]
-            ),
-        }
-        settings = load_settings(None, environ)
+        settings = build_settings(
+            {
+                "targets": [
+                    {"name": "simulator", "url": simulator.url, "models": list(DEMO_SCRIPTS)}
+                ],
+                "probes": [
+                    {"name": "short", "max_tokens": 32, "interval": DEMO_INTERVAL, "timeout": "30s"}
+                ],
+            }
+        )
 
         def ready(url: str) -> None:
             print(
@@ -39,7 +39,10 @@ async def _demo(listen: tuple[str, int]) -> None:
                 flush=True,
             )
 
-        daemon = Daemon(settings, listen=listen, environ=environ, on_ready=ready)
+        # The demo's settings live in no file and no variable, so a reload has nothing to re-read:
+        # an empty environ makes it refuse (keeping these settings) rather than pick up
+        # OLLAMA_PROBE_* variables meant for another exporter.
+        daemon = Daemon(settings, listen=listen, environ={}, on_ready=ready)
         await daemon.run()
 
 
