@@ -127,6 +127,12 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
 
+    @staticmethod
+    def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:
+        """Give the signals back: a loop that outlives ``run()`` must not call a dead daemon."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
     def _reload_on_signal(self) -> None:
         # Keep a reference: the loop holds tasks only weakly.
         task = asyncio.get_running_loop().create_task(self.reload())
@@ -153,3 +159,4 @@ class Daemon:
             await self._scheduler.shutdown()
             await self._runner.aclose()
             self.web.close()
+            self._remove_signals(self._loop)

@@ -1,24 +1,23 @@
-"""Build validated JobSpecs for tests through the real config loader (env-style input)."""
+"""Build validated JobSpecs for tests through the real config validation (``build_settings``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from exporter.config import JobSpec, Settings, load_settings
+from exporter.config import JobSpec, Settings, build_settings
 
 
 def make_settings(
     url: str, models: list[str], *, target: dict[str, Any] | None = None, **profile: Any
 ) -> Settings:
     """Settings with one target and one profile named ``p``; profile keys as in YAML."""
-    environ = {
-        "OLLAMA_PROBE_TARGETS": json.dumps(
-            [{"name": "sim", "url": url, "models": models, **(target or {})}]
-        ),
-        "OLLAMA_PROBE_PROBES": json.dumps([{"name": "p", **profile}]),
-    }
-    return load_settings(None, environ)
+    return build_settings(
+        {
+            "targets": [{"name": "sim", "url": url, "models": models, **(target or {})}],
+            "probes": [{"name": "p", **profile}],
+        },
+        environ={},
+    )
 
 
 def make_job(url: str, model: str, **profile: Any) -> JobSpec:
