@@ -21,13 +21,15 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exporter.config.durations import format_duration, parse_duration
+from exporter.config.environment import EnvironmentSource
+from exporter.config.sources import ConfigFileSource, current_load
 from exporter.config.values import (
     DEFAULT_OPTIONS,
     DEFAULT_PROMPT,
@@ -108,10 +110,10 @@ class TLSSettings(_Frozen):
 
     @field_validator("ca_file")
     @classmethod
-    def _ca_file_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        path = resolve_path(value, info)
+        path = resolve_path(value)
         if not path.is_file():
             raise ValueError(f"no such file: {path}")
         return path
@@ -236,17 +238,52 @@ class JobSpec:
     profile: ProbeProfile
 
 
-class Settings(_Frozen):
+ENV_PREFIX = "OLLAMA_PROBE_"
+
+
+class Settings(BaseSettings):
     """The whole configuration; build it with ``load_settings`` (file + env, all problems at once).
 
-    A frozen ``BaseModel`` rather than pydantic-settings' ``BaseSettings``: ``BaseSettings`` has
-    a custom ``__init__``, so ``model_validate(..., context=...)`` loses the context that carries
-    the env mapping for ``{env: VAR}`` headers and the config directory for relative paths.
-    The environment is merged in by ``sources.py`` instead (which also rejects unknown variables).
+    Its sources, highest priority first: the data given to it, the ``OLLAMA_PROBE_*`` variables,
+    the config file. Which of them a construction reads is set by the current load
+    (``sources.loading``): ``Settings(**data)`` outside a load validates the data alone.
     """
 
-    targets: tuple[Target, ...] = Field(default=(), validate_default=True)
+    # case_sensitive: YAML keys match exactly (`Targets:` is an unknown key); the environment
+    # source folds the case of variable names itself.
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        case_sensitive=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+    )
+
+    targets: tuple[Target, ...] = ()
     probes: tuple[ProbeProfile, ...] = (DEFAULT_PROFILE,)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Given data, then env over the file, key by key; not os.environ, .env or a secrets dir."""
+        load = current_load()
+        file = ConfigFileSource(settings_cls, load) if load.config_file is not None else None
+        env = EnvironmentSource(settings_cls, load, below=file) if load.read_env else None
+        return tuple(source for source in (init_settings, env, file) if source is not None)
+
+    @classmethod
+    def _settings_log_debug(cls, states: dict[str, dict[str, Any]]) -> None:
+        """Log nothing, whatever PYDANTIC_SETTINGS_DEBUG says.
+
+        The library would log every source's data: header values in clear, before validation
+        makes them SecretStr.
+        """
 
     @field_validator("targets", mode="before")
     @classmethod

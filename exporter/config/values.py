@@ -1,20 +1,22 @@
 """Checks and conversions of single config values: URLs, header secrets, ``think``, option names.
 
 Kept apart from the models so each rule is a small plain function with its own error text. The
-validators read the validation context for ``environ`` (the mapping ``{env: VAR}`` headers come
-from) and ``base_dir`` (the config file's folder, which relative paths are relative to).
+validators read the current load (``sources.current_load``) for ``environ`` (the mapping
+``{env: VAR}`` headers come from) and ``base_dir`` (the config file's folder, which relative paths
+are relative to).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import SecretStr, ValidationInfo
+from pydantic import SecretStr
+
+from exporter.config.sources import current_load
 
 DEFAULT_PROMPT = "Tell a long story about the sea."
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0, "seed": 42}
@@ -33,15 +35,11 @@ _RESERVED_HEADERS = frozenset({"accept-encoding", "content-length", "transfer-en
 _SECRET_FORMS = "a header value is a string, {env: VAR_NAME} or {file: /path/to/secret}"
 
 
-def _context(info: ValidationInfo) -> Mapping[str, Any]:
-    return info.context if isinstance(info.context, Mapping) else {}
-
-
-def resolve_path(path: Path, info: ValidationInfo) -> Path:
+def resolve_path(path: Path) -> Path:
     """Resolve ``~`` and make a relative path relative to the config file's folder."""
     path = path.expanduser()
-    base = _context(info).get("base_dir")
-    if not path.is_absolute() and isinstance(base, Path):
+    base = current_load().base_dir
+    if not path.is_absolute() and base is not None:
         path = base / path
     return path
 
@@ -118,7 +116,7 @@ def check_header_name(name: str) -> str:
     return name
 
 
-def resolve_secret(value: object, info: ValidationInfo) -> object:
+def resolve_secret(value: object) -> object:
     """Turn a header value (string, ``{env: VAR}`` or ``{file: path}``) into a ``SecretStr``.
 
     Resolved once at load time, so a missing variable or file is a config error up front and
@@ -132,7 +130,7 @@ def resolve_secret(value: object, info: ValidationInfo) -> object:
         ((kind, ref),) = value.items()
         if not isinstance(ref, str) or not ref.strip():
             raise ValueError(f"{kind}: must be a non-empty string")
-        text = _from_env(ref, info) if kind == "env" else _from_file(Path(ref), info)
+        text = _from_env(ref) if kind == "env" else _from_file(Path(ref))
     else:
         raise ValueError(_SECRET_FORMS)
     if not text:
@@ -142,15 +140,15 @@ def resolve_secret(value: object, info: ValidationInfo) -> object:
     return SecretStr(text)
 
 
-def _from_env(name: str, info: ValidationInfo) -> str:
-    environ = _context(info).get("environ", os.environ)
+def _from_env(name: str) -> str:
+    environ = current_load().environ
     if name not in environ:
         raise ValueError(f"environment variable {name} is not set")
     return str(environ[name])
 
 
-def _from_file(path: Path, info: ValidationInfo) -> str:
-    path = resolve_path(path, info)
+def _from_file(path: Path) -> str:
+    path = resolve_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
