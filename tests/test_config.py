@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from exporter.config import (
     ProbeProfile,
     Settings,
     Target,
+    build_settings,
     describe,
     format_duration,
     load_settings,
@@ -38,6 +40,7 @@ RELOAD = (
 # Each file config_testdata/invalid-<case>.yml with the exact lines it must produce.
 INVALID = {
     "unknown-top-key": ["interval: unknown key; known: targets, probes"],
+    "top-key-case": ["Probes: unknown key; known: targets, probes"],
     "unknown-target-key": [f"targets[0].timeout: unknown key; known: {TARGET_KEYS}"],
     "unknown-probe-key": [f"probes[0].timeout_secs: unknown key; known: {PROFILE_KEYS}"],
     "url-scheme": ["targets[0].url: scheme must be http or https, got 'ftp'"],
@@ -325,6 +328,35 @@ class TestEnvironment:
         """An unknown, misplaced or undecodable OLLAMA_PROBE_* variable is reported by name."""
         assert problems_of(None, env() | {name: value}) == (f"{name}: {message}",)
 
+    def test_position_in_a_nested_list(self) -> None:
+        """A list position works at any depth: here the next model of the file's first target."""
+        environ = FULL_ENV | {"OLLAMA_PROBE_TARGETS__0__MODELS__2": "m3"}
+        models = load_settings(FULL, environ).targets[0].models
+        assert models == ("llama3.2:1b", "qwen3:0.6b", "m3")
+
+    def test_same_key_twice(self) -> None:
+        """Two variables whose names differ only in case are one problem, not a silent pick."""
+        environ = env(OLLAMA_PROBE_TARGETS__0__URL="http://a", ollama_probe_targets__0__url="b")
+        assert problems_of(None, environ) == (
+            "ollama_probe_targets__0__url: sets the same key as OLLAMA_PROBE_TARGETS__0__URL "
+            "(names ignore case)",
+        )
+
+    def test_position_in_what_is_not_a_list(self) -> None:
+        """A position into a JSON mapping is reported by the variable's name."""
+        environ = {"OLLAMA_PROBE_TARGETS": "{}", "OLLAMA_PROBE_TARGETS__0__URL": "http://h"}
+        assert problems_of(None, environ)[0] == (
+            "OLLAMA_PROBE_TARGETS__0__URL: cannot index targets: it is not a list"
+        )
+
+    def test_unusable_file_and_env(self) -> None:
+        """An unusable file and bad variables are reported without validation noise."""
+        environ = {"OLLAMA_PROBE_TARGETZ": "1"}
+        assert problems_of(TESTDATA / "invalid-empty.yml", environ) == (
+            "config.file: the file is empty; it needs at least `targets`",
+            "OLLAMA_PROBE_TARGETZ: unknown setting 'targetz'; known: targets, probes",
+        )
+
     def test_env_value_errors_use_key_paths(self) -> None:
         """A bad value that came from env is reported at its key path, like a file's."""
         environ = env(OLLAMA_PROBE_TARGETS__0__URL="ftp://h")
@@ -362,6 +394,33 @@ class TestEnvironment:
         assert (target.concurrency, target.header_values()["X-Api-Key"]) == (3, "from-process")
 
 
+class TestSources:
+    def test_outside_a_load_only_the_data(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Settings built directly validate the given data: no OLLAMA_PROBE_* variable is read."""
+        monkeypatch.setenv("OLLAMA_PROBE_TARGETS", env()["OLLAMA_PROBE_TARGETS"])
+        settings = Settings.model_validate({"targets": [{"url": "http://a", "models": ["m"]}]})
+        assert [t.name for t in settings.targets] == ["a:80"]
+        with pytest.raises(ValidationError, match="at least one target is required"):
+            Settings()
+
+    def test_build_settings(self, tmp_path: Path) -> None:
+        """build_settings reads {env:} from the given mapping and {file:} beside base_dir."""
+        (tmp_path / "token").write_text("from-file\n")
+        headers = {"A": {"env": "TOKEN"}, "B": {"file": "token"}}
+        data = {"targets": [{"url": "http://h", "models": ["m"], "headers": headers}]}
+        settings = build_settings(data, environ={"TOKEN": "from-env"}, base_dir=tmp_path)
+        assert settings.targets[0].header_values() == {"A": "from-env", "B": "from-file"}
+
+    def test_build_settings_problems(self) -> None:
+        """build_settings reports with the same lines as a file, and reads no variables."""
+        with pytest.raises(ConfigError) as caught:
+            build_settings({"targetz": []}, environ=env())
+        assert caught.value.problems == (
+            "targets: at least one target is required",
+            "targetz: unknown key; known: targets, probes",
+        )
+
+
 class TestSecrets:
     SECRET = "Bearer do-not-print-me"
     AUTH = "OLLAMA_PROBE_TARGETS__0__HEADERS__AUTHORIZATION"
@@ -374,6 +433,16 @@ class TestSecrets:
         assert [self.SECRET in text for text in shown] == [False] * len(shown)
         assert settings.targets[0].header_values()["authorization"] == self.SECRET
         assert "headers: authorization (values hidden)" in describe(settings)
+
+    def test_not_in_debug_logs(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """PYDANTIC_SETTINGS_DEBUG does not make pydantic-settings log the sources' raw data."""
+        monkeypatch.setenv("PYDANTIC_SETTINGS_DEBUG", "1")
+        caplog.set_level(logging.DEBUG)
+        targets = [{"url": "http://h", "models": ["m"], "headers": {"A": self.SECRET}}]
+        load_settings(None, env(targets))
+        assert self.SECRET not in caplog.text
 
     def test_not_in_errors(self) -> None:
         """A config error never shows a secret, nor chains the raw ValidationError."""
