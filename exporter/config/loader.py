@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from exporter.config.durations import format_duration
-from exporter.config.models import PROBLEMS_ERROR, Settings
+from exporter.config.models import PROBLEMS_ERROR
+from exporter.config.settings import Settings
 from exporter.config.sources import Loading, format_path, known_keys, loading
 from exporter.config.values import redact_url
 

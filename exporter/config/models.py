@@ -1,4 +1,4 @@
-"""The validated, immutable configuration: targets, probe profiles and the jobs they multiply into.
+"""The parts of the configuration: a target, its TLS settings, a probe profile.
 
 Every model forbids unknown keys (a nested pydantic model would silently ignore a typo such as
 ``timeout_secs``) and is frozen, so a reload builds a new object instead of mutating the live one.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,15 +24,11 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exporter.config.durations import format_duration, parse_duration
-from exporter.config.environment import EnvironmentSource
-from exporter.config.sources import ConfigFileSource, current_load
 from exporter.config.values import (
     DEFAULT_OPTIONS,
     DEFAULT_PROMPT,
-    LOAD_TIME_OPTIONS,
     canonical_url,
     check_header_name,
     check_option_name,
@@ -43,12 +38,11 @@ from exporter.config.values import (
     resolve_path,
     resolve_secret,
 )
-from exporter.result import JobKey
 
 PROBLEMS_ERROR = "config_problems"
 
 
-def _problems(items: list[tuple[str, str]]) -> PydanticCustomError:
+def problems_error(items: list[tuple[str, str]]) -> PydanticCustomError:
     """Bundle ``(sub-path, message)`` pairs into one error, so one validator can report them all.
 
     pydantic locates a validator's error at the validator's own level (the whole list, the whole
@@ -58,7 +52,7 @@ def _problems(items: list[tuple[str, str]]) -> PydanticCustomError:
     return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": items})
 
 
-def _duplicates(names: list[str], what: str, base: str, sub: str) -> list[tuple[str, str]]:
+def find_duplicates(names: list[str], what: str, base: str, sub: str) -> list[tuple[str, str]]:
     """List each repeated name as ``(sub-path, message)``; ``sub`` is a format with ``{i}``."""
     first: dict[str, int] = {}
     found = []
@@ -161,8 +155,8 @@ class Target(_Frozen):
     def _models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("at least one model is required")
-        if duplicates := _duplicates(list(value), "model", "models", "[{i}]"):
-            raise _problems(duplicates)
+        if duplicates := find_duplicates(list(value), "model", "models", "[{i}]"):
+            raise problems_error(duplicates)
         return value
 
     @field_validator("headers")
@@ -171,7 +165,7 @@ class Target(_Frozen):
         seen: set[str] = set()
         for name in value:
             if name.lower() in seen:
-                raise _problems([(name, "given twice (header names are case-insensitive)")])
+                raise problems_error([(name, "given twice (header names are case-insensitive)")])
             seen.add(name.lower())
         return value
 
@@ -221,136 +215,8 @@ class ProbeProfile(_Frozen):
     def _stall_within_timeout(self) -> ProbeProfile:
         if self.stall_timeout > self.timeout:
             stall, total = format_duration(self.stall_timeout), format_duration(self.timeout)
-            raise _problems([("stall_timeout", f"{stall} must be <= timeout ({total})")])
+            raise problems_error([("stall_timeout", f"{stall} must be <= timeout ({total})")])
         return self
 
 
 DEFAULT_PROFILE = ProbeProfile(name="short")
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """One scheduled job: a profile run against one model of one target, with its label values."""
-
-    key: JobKey
-    target: Target
-    model: str
-    profile: ProbeProfile
-
-
-ENV_PREFIX = "OLLAMA_PROBE_"
-
-
-class Settings(BaseSettings):
-    """The whole configuration; build it with ``load_settings`` (file + env, all problems at once).
-
-    Its sources, highest priority first: the data given to it, the ``OLLAMA_PROBE_*`` variables,
-    the config file. Which of them a construction reads is set by the current load
-    (``sources.loading``): ``Settings(**data)`` outside a load validates the data alone.
-    """
-
-    # case_sensitive: YAML keys match exactly (`Targets:` is an unknown key); the environment
-    # source folds the case of variable names itself.
-    model_config = SettingsConfigDict(
-        frozen=True,
-        extra="forbid",
-        case_sensitive=True,
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-    )
-
-    targets: tuple[Target, ...] = ()
-    probes: tuple[ProbeProfile, ...] = (DEFAULT_PROFILE,)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Given data, then env over the file, key by key; not os.environ, .env or a secrets dir."""
-        load = current_load()
-        file = ConfigFileSource(settings_cls, load) if load.config_file is not None else None
-        env = EnvironmentSource(settings_cls, load, below=file) if load.read_env else None
-        return tuple(source for source in (init_settings, env, file) if source is not None)
-
-    @classmethod
-    def _settings_log_debug(cls, states: dict[str, dict[str, Any]]) -> None:
-        """Log nothing, whatever PYDANTIC_SETTINGS_DEBUG says.
-
-        The library would log every source's data: header values in clear, before validation
-        makes them SecretStr.
-        """
-
-    @field_validator("targets", mode="before")
-    @classmethod
-    def _targets_none(cls, value: object) -> object:
-        return () if value is None else value
-
-    @field_validator("probes", mode="before")
-    @classmethod
-    def _probes_none(cls, value: object) -> object:
-        return (DEFAULT_PROFILE,) if value is None else value
-
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, value: tuple[Target, ...]) -> tuple[Target, ...]:
-        if not value:
-            raise ValueError("at least one target is required")
-        if duplicates := _duplicates(
-            [t.name for t in value], "target name", "targets", "[{i}].name"
-        ):
-            raise _problems(duplicates)
-        return value
-
-    @field_validator("probes")
-    @classmethod
-    def _probes(cls, value: tuple[ProbeProfile, ...]) -> tuple[ProbeProfile, ...]:
-        if not value:
-            raise ValueError(
-                "at least one probe profile is required (omit `probes` for the default)"
-            )
-        if duplicates := _duplicates([p.name for p in value], "probe name", "probes", "[{i}].name"):
-            raise _problems(duplicates)
-        return value
-
-    def jobs(self) -> list[JobSpec]:
-        """Every (target, model, profile) combination, in config order, targets outermost."""
-        return [
-            JobSpec(JobKey(target.name, model, profile.name), target, model, profile)
-            for target in self.targets
-            for model in target.models
-            for profile in self.probes
-        ]
-
-    def warnings(self) -> list[str]:
-        """Return non-fatal notes, one ``<key path>: message`` line each, for logs and checks."""
-        notes = []
-        for i, target in enumerate(self.targets):
-            where = f"targets[{i}].tls"
-            if target.url.startswith("http://") and target.tls != TLSSettings():
-                notes.append(f"{where}: ignored, the url is plain http://")
-            elif target.tls.insecure_skip_verify:
-                notes.append(f"{where}.insecure_skip_verify: TLS certificates are not verified")
-        for i, profile in enumerate(self.probes):
-            notes.extend(_profile_warnings(f"probes[{i}]", profile))
-        return notes
-
-
-def _profile_warnings(where: str, profile: ProbeProfile) -> list[str]:
-    """Notes on one profile: settings that are legal but cost someone something."""
-    notes = [
-        f"{where}.options.{name}: load-time option: if it differs from the loaded runner, Ollama "
-        "reloads the model, for every user of that server"
-        for name in profile.options
-        if name in LOAD_TIME_OPTIONS
-    ]
-    if profile.max_tokens < 2:
-        notes.append(
-            f"{where}.max_tokens: {profile.max_tokens} gives no tokens/s "
-            "(timing the decode takes at least two tokens)"
-        )
-    return notes
