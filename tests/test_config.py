@@ -29,6 +29,7 @@ FULL = TESTDATA / "valid-full.yml"
 FULL_ENV = {"PROBE_TEST_API_KEY": "k-from-env"}  # valid-full.yml reads one header from env
 REPO = Path(__file__).parent.parent
 HINT = "use a number of seconds or <number>ms|s|m|h"
+AUTH = "targets[0].headers.Authorization: header value"
 THINK = "must be true, false, null, 'low', 'medium' or 'high', got"
 TARGET_KEYS = "name, url, models, headers, concurrency, tls, proxy"
 PROFILE_KEYS = "name, api, prompt, max_tokens, interval, timeout, stall_timeout, think, options"
@@ -76,6 +77,18 @@ INVALID = {
     "header-file-missing": [
         "targets[0].headers.Authorization: cannot read {testdata}/no-such-secret.txt: "
         "No such file or directory"
+    ],
+    "header-whitespace": [
+        "targets[0].headers.X-Leading: header value has leading whitespace",
+        f"{AUTH} has trailing whitespace",
+    ],
+    "header-file-tab": [f"{AUTH} has trailing whitespace"],
+    "header-file-bom": [
+        f"{AUTH} starts with a byte order mark (U+FEFF, as in a file saved as UTF-8 with BOM)"
+    ],
+    "header-control": [f"{AUTH} contains a control character"],
+    "header-non-ascii": [
+        f"{AUTH} contains a non-ASCII character (header values are sent as ASCII)"
     ],
     "header-name": [
         "targets[0].headers.Bad Name: not a valid HTTP header name",
@@ -458,6 +471,29 @@ class TestSecrets:
         )
         assert "do-not-print-me" not in str(err)
         assert (err.__cause__, err.__suppress_context__) == (None, True)
+
+    @pytest.mark.parametrize("form", ["inline", "env", "file"])
+    @pytest.mark.parametrize(
+        ("before", "after"),
+        [("", ""), ("", " "), ("", "\t"), (" ", ""), ("\ufeff", ""), ("", "\x01x"), ("", "é"),
+         ("", "\nX-Evil: 1")],
+    )  # fmt: skip
+    def test_canary_never_shown(self, tmp_path: Path, form: str, before: str, after: str) -> None:
+        """No ConfigError and no describe() shows a header value, good or bad, from any form."""
+        value = f"{before}Bearer canary-7f3a9c{after}"
+        (tmp_path / "token").write_text(f"{value}\n", encoding="utf-8")
+        header = {"inline": value, "env": {"env": "TOKEN"}, "file": {"file": "token"}}[form]
+        targets = [{"url": "http://h", "models": ["m"], "headers": {"Authorization": header}}]
+        config = tmp_path / "config.yml"
+        config.write_text(json.dumps({"targets": targets}))  # JSON is YAML
+        try:
+            shown = describe(load_settings(config, {"TOKEN": value}))
+        except ConfigError as err:
+            shown = f"{err}\n{err!r}"
+            assert shown.startswith(f"{AUTH} ")
+        else:
+            assert (before, after) == ("", "")
+        assert "canary" not in shown
 
     def test_file_secret_trailing_newline(self, tmp_path: Path) -> None:
         """A {file:} header value is the file's content without its trailing newline."""

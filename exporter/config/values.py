@@ -9,7 +9,7 @@ are relative to).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -119,12 +119,13 @@ def check_header_name(name: str) -> str:
 def resolve_secret(value: object) -> object:
     """Turn a header value (string, ``{env: VAR}`` or ``{file: path}``) into a ``SecretStr``.
 
-    Resolved once at load time, so a missing variable or file is a config error up front and
-    not a failed probe later. No message here ever contains the secret itself.
+    Resolved and checked once at load time, so a missing variable or file, or a value no HTTP
+    client would send, is a config error up front and not a failed probe later. No message here
+    ever contains the secret itself.
     """
     if isinstance(value, SecretStr):  # already resolved, e.g. a model re-validated
-        return value
-    if isinstance(value, str):
+        text = value.get_secret_value()
+    elif isinstance(value, str):
         text = value
     elif isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("env", "file"):
         ((kind, ref),) = value.items()
@@ -133,11 +134,35 @@ def resolve_secret(value: object) -> object:
         text = _from_env(ref) if kind == "env" else _from_file(Path(ref))
     else:
         raise ValueError(_SECRET_FORMS)
-    if not text:
-        raise ValueError("header value is empty")
-    if "\r" in text or "\n" in text:
-        raise ValueError("header value must not contain a line break")
-    return SecretStr(text)
+    for check, problem in _HEADER_VALUE_CHECKS:
+        if check(text):
+            raise ValueError(f"header value {problem}")
+    return value if isinstance(value, SecretStr) else SecretStr(text)
+
+
+# What makes a header value unsendable, in words that do not quote it; first match wins. RFC 9110
+# allows no whitespace at either end and no control character but an inner tab: h11 refuses such
+# a value on every request, quoting it in the error. httpx encodes header values as ASCII and
+# fails on anything else when the client is built. Usual culprits: a token file saved "with BOM"
+# or ending in a space or tab.
+_HEADER_VALUE_CHECKS: tuple[tuple[Callable[[str], bool], str], ...] = (
+    (lambda text: not text, "is empty"),
+    (lambda text: "\r" in text or "\n" in text, "must not contain a line break"),
+    (
+        lambda text: text.startswith("\ufeff"),
+        "starts with a byte order mark (U+FEFF, as in a file saved as UTF-8 with BOM)",
+    ),
+    (lambda text: text[0].isspace(), "has leading whitespace"),
+    (lambda text: text[-1].isspace(), "has trailing whitespace"),
+    (
+        lambda text: any((char < " " and char != "\t") or char == "\x7f" for char in text),
+        "contains a control character",
+    ),
+    (
+        lambda text: not text.isascii(),
+        "contains a non-ASCII character (header values are sent as ASCII)",
+    ),
+)
 
 
 def _from_env(name: str) -> str:
