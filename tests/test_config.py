@@ -29,6 +29,7 @@ FULL = TESTDATA / "valid-full.yml"
 FULL_ENV = {"PROBE_TEST_API_KEY": "k-from-env"}  # valid-full.yml reads one header from env
 REPO = Path(__file__).parent.parent
 HINT = "use a number of seconds or <number>ms|s|m|h"
+TOO_LONG = "duration must be at most 720h (30 days), got"
 AUTH = "targets[0].headers.Authorization: header value"
 THINK = "must be true, false, null, 'low', 'medium' or 'high', got"
 TARGET_KEYS = "name, url, models, headers, concurrency, tls, proxy"
@@ -56,6 +57,7 @@ INVALID = {
     "no-targets": ["targets: at least one target is required"],
     "concurrency": ["targets[0].concurrency: Input should be greater than or equal to 1"],
     "duration": [f"probes[0].interval: invalid duration '5 minutes': {HINT}"],
+    "duration-too-long": [f"probes[0].interval: {TOO_LONG} '99999999999999h'"],
     "stall-timeout": ["probes[0].stall_timeout: 30s must be <= timeout (20s)"],
     "negative-interval": ["probes[0].interval: duration must be > 0, got '-5s'"],
     "api": ["probes[0].api: Input should be 'generate' or 'chat'"],
@@ -171,7 +173,7 @@ class TestParseDuration:
     @pytest.mark.parametrize(
         ("value", "seconds"),
         [("500ms", 0.5), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), (30, 30.0), (1.5, 1.5),
-         ("45", 45.0), ("2.5", 2.5), (" 10s ", 10.0), (".5s", 0.5)],
+         ("45", 45.0), ("2.5", 2.5), (" 10s ", 10.0), (".5s", 0.5), ("720h", 2592000.0)],
     )  # fmt: skip
     def test_valid(self, value: object, seconds: float) -> None:
         """Units ms/s/m/h, bare numbers and numeric strings all become float seconds."""
@@ -183,7 +185,9 @@ class TestParseDuration:
          ("1d", f"invalid duration '1d': {HINT}"), ("", f"invalid duration '': {HINT}"),
          (True, f"invalid duration 'True': {HINT}"), (None, f"invalid duration 'None': {HINT}"),
          (float("inf"), f"invalid duration 'inf': {HINT}"), (0, "duration must be > 0, got '0'"),
-         ("0s", "duration must be > 0, got '0s'"), (-1.5, "duration must be > 0, got '-1.5'")],
+         ("0s", "duration must be > 0, got '0s'"), (-1.5, "duration must be > 0, got '-1.5'"),
+         ("721h", f"{TOO_LONG} '721h'"), (2592000.5, f"{TOO_LONG} '2592000.5'"),
+         ("99999999999999h", f"{TOO_LONG} '99999999999999h'")],
     )  # fmt: skip
     def test_invalid(self, value: object, message: str) -> None:
         """Anything else is a ValueError with the documented text."""
