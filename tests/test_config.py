@@ -56,8 +56,14 @@ INVALID = {
     "duplicate-probe-name": ["probes[2].name: duplicate probe name 'short' (also probes[0])"],
     "no-targets": ["targets: at least one target is required"],
     "concurrency": ["targets[0].concurrency: Input should be greater than or equal to 1"],
+    "concurrency-too-high": ["targets[0].concurrency: Input should be less than or equal to 64"],
     "duration": [f"probes[0].interval: invalid duration '5 minutes': {HINT}"],
     "duration-too-long": [f"probes[0].interval: {TOO_LONG} '99999999999999h'"],
+    "max-tokens": ["probes[0].max_tokens: Input should be less than or equal to 1000000"],
+    "options-huge-int": [
+        "probes[0].options.seed: integers must be within ±(2^53-1): larger ones lose their value "
+        "in JSON readers (RFC 8259 §6)"
+    ],
     "stall-timeout": ["probes[0].stall_timeout: 30s must be <= timeout (20s)"],
     "negative-interval": ["probes[0].interval: duration must be > 0, got '-5s'"],
     "api": ["probes[0].api: Input should be 'generate' or 'chat'"],

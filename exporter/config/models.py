@@ -29,11 +29,13 @@ from exporter.config.durations import format_duration, parse_duration
 from exporter.config.values import (
     DEFAULT_OPTIONS,
     DEFAULT_PROMPT,
+    HUGE_INT,
     canonical_url,
     check_header_name,
     check_option_name,
     check_proxy_url,
     default_target_name,
+    has_huge_int,
     parse_think,
     resolve_path,
     resolve_secret,
@@ -122,7 +124,9 @@ class Target(_Frozen):
     headers: Annotated[Mapping[HeaderName, HeaderValue], BeforeValidator(_none_as_empty)] = Field(
         default_factory=dict
     )
-    concurrency: int = Field(default=1, ge=1)
+    # Bounded against typos: each probe in flight is a generation on the server, and beyond its
+    # parallel slots more probes at once measure the queue, not the server.
+    concurrency: int = Field(default=1, ge=1, le=64)
     tls: Annotated[TLSSettings, BeforeValidator(_none_as_empty)] = Field(
         default_factory=TLSSettings
     )
@@ -180,7 +184,8 @@ class ProbeProfile(_Frozen):
     name: Label
     api: Literal["generate", "chat"] = "generate"
     prompt: str = DEFAULT_PROMPT
-    max_tokens: int = Field(default=64, ge=1)
+    # Beyond any probe, and within every integer width the server may parse num_predict into.
+    max_tokens: int = Field(default=64, ge=1, le=1_000_000)
     interval: Duration = 60.0
     timeout: Duration = 300.0
     stall_timeout: Duration = 30.0
@@ -209,6 +214,8 @@ class ProbeProfile(_Frozen):
             raise ValueError(
                 "values must be plain JSON: strings, numbers, booleans, null, lists, mappings"
             ) from None
+        if huge := [name for name, option in value.items() if has_huge_int(option)]:
+            raise problems_error([(name, HUGE_INT) for name in huge])
         return value
 
     @model_validator(mode="after")

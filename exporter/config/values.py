@@ -205,3 +205,20 @@ def check_option_name(name: str) -> str:
     if name == "num_predict":
         raise ValueError("use max_tokens instead (it is sent as options.num_predict)")
     return name
+
+
+MAX_SAFE_INT = 2**53 - 1
+HUGE_INT = (
+    "integers must be within ±(2^53-1): larger ones lose their value in JSON readers (RFC 8259 §6)"
+)
+
+
+def has_huge_int(value: object) -> bool:
+    """Whether an option value holds an integer that a float64 JSON reader cannot keep exact."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) > MAX_SAFE_INT
+    if isinstance(value, Mapping):
+        return any(has_huge_int(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_huge_int(item) for item in value)
+    return False
