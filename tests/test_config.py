@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from exporter.config import (
     ProbeProfile,
     Settings,
     Target,
+    build_settings,
     describe,
     format_duration,
     load_settings,
@@ -27,6 +29,8 @@ FULL = TESTDATA / "valid-full.yml"
 FULL_ENV = {"PROBE_TEST_API_KEY": "k-from-env"}  # valid-full.yml reads one header from env
 REPO = Path(__file__).parent.parent
 HINT = "use a number of seconds or <number>ms|s|m|h"
+TOO_LONG = "duration must be at most 720h (30 days), got"
+AUTH = "targets[0].headers.Authorization: header value"
 THINK = "must be true, false, null, 'low', 'medium' or 'high', got"
 TARGET_KEYS = "name, url, models, headers, concurrency, tls, proxy"
 PROFILE_KEYS = "name, api, prompt, max_tokens, interval, timeout, stall_timeout, think, options"
@@ -38,6 +42,7 @@ RELOAD = (
 # Each file config_testdata/invalid-<case>.yml with the exact lines it must produce.
 INVALID = {
     "unknown-top-key": ["interval: unknown key; known: targets, probes"],
+    "top-key-case": ["Probes: unknown key; known: targets, probes"],
     "unknown-target-key": [f"targets[0].timeout: unknown key; known: {TARGET_KEYS}"],
     "unknown-probe-key": [f"probes[0].timeout_secs: unknown key; known: {PROFILE_KEYS}"],
     "url-scheme": ["targets[0].url: scheme must be http or https, got 'ftp'"],
@@ -51,7 +56,14 @@ INVALID = {
     "duplicate-probe-name": ["probes[2].name: duplicate probe name 'short' (also probes[0])"],
     "no-targets": ["targets: at least one target is required"],
     "concurrency": ["targets[0].concurrency: Input should be greater than or equal to 1"],
+    "concurrency-too-high": ["targets[0].concurrency: Input should be less than or equal to 64"],
     "duration": [f"probes[0].interval: invalid duration '5 minutes': {HINT}"],
+    "duration-too-long": [f"probes[0].interval: {TOO_LONG} '99999999999999h'"],
+    "max-tokens": ["probes[0].max_tokens: Input should be less than or equal to 1000000"],
+    "options-huge-int": [
+        "probes[0].options.seed: integers must be within ±(2^53-1): larger ones lose their value "
+        "in JSON readers (RFC 8259 §6)"
+    ],
     "stall-timeout": ["probes[0].stall_timeout: 30s must be <= timeout (20s)"],
     "negative-interval": ["probes[0].interval: duration must be > 0, got '-5s'"],
     "api": ["probes[0].api: Input should be 'generate' or 'chat'"],
@@ -73,6 +85,18 @@ INVALID = {
     "header-file-missing": [
         "targets[0].headers.Authorization: cannot read {testdata}/no-such-secret.txt: "
         "No such file or directory"
+    ],
+    "header-whitespace": [
+        "targets[0].headers.X-Leading: header value has leading whitespace",
+        f"{AUTH} has trailing whitespace",
+    ],
+    "header-file-tab": [f"{AUTH} has trailing whitespace"],
+    "header-file-bom": [
+        f"{AUTH} starts with a byte order mark (U+FEFF, as in a file saved as UTF-8 with BOM)"
+    ],
+    "header-control": [f"{AUTH} contains a control character"],
+    "header-non-ascii": [
+        f"{AUTH} contains a non-ASCII character (header values are sent as ASCII)"
     ],
     "header-name": [
         "targets[0].headers.Bad Name: not a valid HTTP header name",
@@ -155,7 +179,7 @@ class TestParseDuration:
     @pytest.mark.parametrize(
         ("value", "seconds"),
         [("500ms", 0.5), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), (30, 30.0), (1.5, 1.5),
-         ("45", 45.0), ("2.5", 2.5), (" 10s ", 10.0), (".5s", 0.5)],
+         ("45", 45.0), ("2.5", 2.5), (" 10s ", 10.0), (".5s", 0.5), ("720h", 2592000.0)],
     )  # fmt: skip
     def test_valid(self, value: object, seconds: float) -> None:
         """Units ms/s/m/h, bare numbers and numeric strings all become float seconds."""
@@ -167,7 +191,9 @@ class TestParseDuration:
          ("1d", f"invalid duration '1d': {HINT}"), ("", f"invalid duration '': {HINT}"),
          (True, f"invalid duration 'True': {HINT}"), (None, f"invalid duration 'None': {HINT}"),
          (float("inf"), f"invalid duration 'inf': {HINT}"), (0, "duration must be > 0, got '0'"),
-         ("0s", "duration must be > 0, got '0s'"), (-1.5, "duration must be > 0, got '-1.5'")],
+         ("0s", "duration must be > 0, got '0s'"), (-1.5, "duration must be > 0, got '-1.5'"),
+         ("721h", f"{TOO_LONG} '721h'"), (2592000.5, f"{TOO_LONG} '2592000.5'"),
+         ("99999999999999h", f"{TOO_LONG} '99999999999999h'")],
     )  # fmt: skip
     def test_invalid(self, value: object, message: str) -> None:
         """Anything else is a ValueError with the documented text."""
@@ -325,6 +351,35 @@ class TestEnvironment:
         """An unknown, misplaced or undecodable OLLAMA_PROBE_* variable is reported by name."""
         assert problems_of(None, env() | {name: value}) == (f"{name}: {message}",)
 
+    def test_position_in_a_nested_list(self) -> None:
+        """A list position works at any depth: here the next model of the file's first target."""
+        environ = FULL_ENV | {"OLLAMA_PROBE_TARGETS__0__MODELS__2": "m3"}
+        models = load_settings(FULL, environ).targets[0].models
+        assert models == ("llama3.2:1b", "qwen3:0.6b", "m3")
+
+    def test_same_key_twice(self) -> None:
+        """Two variables whose names differ only in case are one problem, not a silent pick."""
+        environ = env(OLLAMA_PROBE_TARGETS__0__URL="http://a", ollama_probe_targets__0__url="b")
+        assert problems_of(None, environ) == (
+            "ollama_probe_targets__0__url: sets the same key as OLLAMA_PROBE_TARGETS__0__URL "
+            "(names ignore case)",
+        )
+
+    def test_position_in_what_is_not_a_list(self) -> None:
+        """A position into a JSON mapping is reported by the variable's name."""
+        environ = {"OLLAMA_PROBE_TARGETS": "{}", "OLLAMA_PROBE_TARGETS__0__URL": "http://h"}
+        assert problems_of(None, environ)[0] == (
+            "OLLAMA_PROBE_TARGETS__0__URL: cannot index targets: it is not a list"
+        )
+
+    def test_unusable_file_and_env(self) -> None:
+        """An unusable file and bad variables are reported without validation noise."""
+        environ = {"OLLAMA_PROBE_TARGETZ": "1"}
+        assert problems_of(TESTDATA / "invalid-empty.yml", environ) == (
+            "config.file: the file is empty; it needs at least `targets`",
+            "OLLAMA_PROBE_TARGETZ: unknown setting 'targetz'; known: targets, probes",
+        )
+
     def test_env_value_errors_use_key_paths(self) -> None:
         """A bad value that came from env is reported at its key path, like a file's."""
         environ = env(OLLAMA_PROBE_TARGETS__0__URL="ftp://h")
@@ -362,6 +417,33 @@ class TestEnvironment:
         assert (target.concurrency, target.header_values()["X-Api-Key"]) == (3, "from-process")
 
 
+class TestSources:
+    def test_outside_a_load_only_the_data(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Settings built directly validate the given data: no OLLAMA_PROBE_* variable is read."""
+        monkeypatch.setenv("OLLAMA_PROBE_TARGETS", env()["OLLAMA_PROBE_TARGETS"])
+        settings = Settings.model_validate({"targets": [{"url": "http://a", "models": ["m"]}]})
+        assert [t.name for t in settings.targets] == ["a:80"]
+        with pytest.raises(ValidationError, match="at least one target is required"):
+            Settings()
+
+    def test_build_settings(self, tmp_path: Path) -> None:
+        """build_settings reads {env:} from the given mapping and {file:} beside base_dir."""
+        (tmp_path / "token").write_text("from-file\n")
+        headers = {"A": {"env": "TOKEN"}, "B": {"file": "token"}}
+        data = {"targets": [{"url": "http://h", "models": ["m"], "headers": headers}]}
+        settings = build_settings(data, environ={"TOKEN": "from-env"}, base_dir=tmp_path)
+        assert settings.targets[0].header_values() == {"A": "from-env", "B": "from-file"}
+
+    def test_build_settings_problems(self) -> None:
+        """build_settings reports with the same lines as a file, and reads no variables."""
+        with pytest.raises(ConfigError) as caught:
+            build_settings({"targetz": []}, environ=env())
+        assert caught.value.problems == (
+            "targets: at least one target is required",
+            "targetz: unknown key; known: targets, probes",
+        )
+
+
 class TestSecrets:
     SECRET = "Bearer do-not-print-me"
     AUTH = "OLLAMA_PROBE_TARGETS__0__HEADERS__AUTHORIZATION"
@@ -374,6 +456,16 @@ class TestSecrets:
         assert [self.SECRET in text for text in shown] == [False] * len(shown)
         assert settings.targets[0].header_values()["authorization"] == self.SECRET
         assert "headers: authorization (values hidden)" in describe(settings)
+
+    def test_not_in_debug_logs(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """PYDANTIC_SETTINGS_DEBUG does not make pydantic-settings log the sources' raw data."""
+        monkeypatch.setenv("PYDANTIC_SETTINGS_DEBUG", "1")
+        caplog.set_level(logging.DEBUG)
+        targets = [{"url": "http://h", "models": ["m"], "headers": {"A": self.SECRET}}]
+        load_settings(None, env(targets))
+        assert self.SECRET not in caplog.text
 
     def test_not_in_errors(self) -> None:
         """A config error never shows a secret, nor chains the raw ValidationError."""
@@ -389,6 +481,29 @@ class TestSecrets:
         )
         assert "do-not-print-me" not in str(err)
         assert (err.__cause__, err.__suppress_context__) == (None, True)
+
+    @pytest.mark.parametrize("form", ["inline", "env", "file"])
+    @pytest.mark.parametrize(
+        ("before", "after"),
+        [("", ""), ("", " "), ("", "\t"), (" ", ""), ("\ufeff", ""), ("", "\x01x"), ("", "é"),
+         ("", "\nX-Evil: 1")],
+    )  # fmt: skip
+    def test_canary_never_shown(self, tmp_path: Path, form: str, before: str, after: str) -> None:
+        """No ConfigError and no describe() shows a header value, good or bad, from any form."""
+        value = f"{before}Bearer canary-7f3a9c{after}"
+        (tmp_path / "token").write_text(f"{value}\n", encoding="utf-8")
+        header = {"inline": value, "env": {"env": "TOKEN"}, "file": {"file": "token"}}[form]
+        targets = [{"url": "http://h", "models": ["m"], "headers": {"Authorization": header}}]
+        config = tmp_path / "config.yml"
+        config.write_text(json.dumps({"targets": targets}))  # JSON is YAML
+        try:
+            shown = describe(load_settings(config, {"TOKEN": value}))
+        except ConfigError as err:
+            shown = f"{err}\n{err!r}"
+            assert shown.startswith(f"{AUTH} ")
+        else:
+            assert (before, after) == ("", "")
+        assert "canary" not in shown
 
     def test_file_secret_trailing_newline(self, tmp_path: Path) -> None:
         """A {file:} header value is the file's content without its trailing newline."""

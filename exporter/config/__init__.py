@@ -7,8 +7,8 @@ Use ``load_settings`` to build it (all problems reported at once as ``ConfigErro
 
 from exporter.config.durations import format_duration, parse_duration
 from exporter.config.loader import ConfigError, build_settings, describe, load_settings
-from exporter.config.models import JobSpec, ProbeProfile, Settings, Target, TLSSettings
-from exporter.config.sources import ENV_PREFIX
+from exporter.config.models import ProbeProfile, Target, TLSSettings
+from exporter.config.settings import ENV_PREFIX, JobSpec, Settings
 
 __all__ = [
     "ENV_PREFIX",

@@ -2,7 +2,8 @@
 
 pydantic's ``timedelta`` accepts only numbers and ISO 8601 (``PT30S``), which nobody writes in a
 config file, so durations get this small parser and are stored as plain ``float`` seconds (the
-unit the scheduler and ``asyncio.timeout`` want).
+unit the scheduler and ``asyncio.timeout`` want). They are capped at 30 days: a typo such as
+``99999999999999h`` must fail here, not as an ``OverflowError`` in the scheduler later.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # A sign is accepted so that "-5s" is reported as "must be > 0" rather than as unparseable.
 _DURATION_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h)?")
 _HINT = "use a number of seconds or <number>ms|s|m|h"
+MAX_DURATION_S = 30 * 24 * 3600.0
 
 
 def parse_duration(value: object) -> float:
-    """Return ``value`` as float seconds; raise ``ValueError`` unless it is a duration > 0.
+    """Return ``value`` as float seconds; raise ``ValueError`` unless 0 < duration <= 30 days.
 
     Booleans are refused although ``True`` is an ``int``: YAML 1.1 reads ``interval: on`` as
     ``True``, and that must not silently mean one second.
@@ -36,6 +38,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"invalid duration '{value}': {_HINT}")
     if seconds <= 0:
         raise ValueError(f"duration must be > 0, got '{value}'")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"duration must be at most 720h (30 days), got '{value}'")
     return seconds
 
 

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from exporter.config.durations import format_duration
-from exporter.config.models import PROBLEMS_ERROR, Settings
-from exporter.config.sources import apply_env, format_path, known_keys, parse_env, read_yaml
+from exporter.config.models import PROBLEMS_ERROR
+from exporter.config.settings import Settings
+from exporter.config.sources import Loading, format_path, known_keys, loading
 from exporter.config.values import redact_url
 
 
@@ -44,25 +45,13 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     all, ``{env: VAR}`` headers included. Relative file paths in the config are relative to the
     config file's folder. Raises ``ConfigError`` listing every problem found.
     """
-    env = os.environ if environ is None else environ
-    data: dict[str, Any] | None = {}
-    problems: list[str] = []
-    if path is not None:
-        data, problems = read_yaml(path)
-    overrides, env_problems = parse_env(env, Settings)
-    problems += env_problems
-    if data is None:  # an unusable file: validating an empty dict would only add noise
-        raise ConfigError(problems)
-    problems += apply_env(data, overrides)
-    context = {"environ": env, "base_dir": None if path is None else path.absolute().parent}
-    try:
-        settings = Settings.model_validate(data, context=context)
-    except ValidationError as exc:
-        # `from None`: a chained ValidationError would print the raw input, secrets included.
-        raise ConfigError([*problems, *_validation_problems(exc)]) from None
-    if problems:
-        raise ConfigError(problems)
-    return settings
+    state = Loading(
+        environ=os.environ if environ is None else environ,
+        base_dir=None if path is None else path.absolute().parent,
+        config_file=path,
+        read_env=True,
+    )
+    return _build(state, {})
 
 
 def build_settings(
@@ -76,11 +65,24 @@ def build_settings(
     The same rules and messages as a config file; ``environ`` is only read by ``{env: VAR}``
     header values, ``base_dir`` resolves relative paths. Raises ``ConfigError``.
     """
-    context = {"environ": os.environ if environ is None else environ, "base_dir": base_dir}
-    try:
-        return Settings.model_validate(dict(data), context=context)
-    except ValidationError as exc:
-        raise ConfigError(_validation_problems(exc)) from None
+    state = Loading(environ=os.environ if environ is None else environ, base_dir=base_dir)
+    return _build(state, data)
+
+
+def _build(state: Loading, data: Mapping[str, Any]) -> Settings:
+    """Construct Settings within ``state``; source problems first, then validation problems."""
+    invalid: list[str] = []
+    with loading(state):
+        try:
+            settings = Settings.model_validate(data)
+        except ValidationError as exc:
+            invalid = _validation_problems(exc)
+    # `from None` in both: a chained ValidationError would print the raw input, secrets included.
+    if not state.file_usable:  # validating what an unusable file left would only add noise
+        raise ConfigError(state.problems) from None
+    if state.problems or invalid:
+        raise ConfigError([*state.problems, *invalid]) from None
+    return settings
 
 
 # pydantic speaks of tuples, dictionaries and model instances; a YAML author writes lists and

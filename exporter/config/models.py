@@ -1,4 +1,4 @@
-"""The validated, immutable configuration: targets, probe profiles and the jobs they multiply into.
+"""The parts of the configuration: a target, its TLS settings, a probe profile.
 
 Every model forbids unknown keys (a nested pydantic model would silently ignore a typo such as
 ``timeout_secs``) and is frozen, so a reload builds a new object instead of mutating the live one.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,7 +20,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,22 +29,22 @@ from exporter.config.durations import format_duration, parse_duration
 from exporter.config.values import (
     DEFAULT_OPTIONS,
     DEFAULT_PROMPT,
-    LOAD_TIME_OPTIONS,
+    HUGE_INT,
     canonical_url,
     check_header_name,
     check_option_name,
     check_proxy_url,
     default_target_name,
+    has_huge_int,
     parse_think,
     resolve_path,
     resolve_secret,
 )
-from exporter.result import JobKey
 
 PROBLEMS_ERROR = "config_problems"
 
 
-def _problems(items: list[tuple[str, str]]) -> PydanticCustomError:
+def problems_error(items: list[tuple[str, str]]) -> PydanticCustomError:
     """Bundle ``(sub-path, message)`` pairs into one error, so one validator can report them all.
 
     pydantic locates a validator's error at the validator's own level (the whole list, the whole
@@ -56,7 +54,7 @@ def _problems(items: list[tuple[str, str]]) -> PydanticCustomError:
     return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": items})
 
 
-def _duplicates(names: list[str], what: str, base: str, sub: str) -> list[tuple[str, str]]:
+def find_duplicates(names: list[str], what: str, base: str, sub: str) -> list[tuple[str, str]]:
     """List each repeated name as ``(sub-path, message)``; ``sub`` is a format with ``{i}``."""
     first: dict[str, int] = {}
     found = []
@@ -108,10 +106,10 @@ class TLSSettings(_Frozen):
 
     @field_validator("ca_file")
     @classmethod
-    def _ca_file_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        path = resolve_path(value, info)
+        path = resolve_path(value)
         if not path.is_file():
             raise ValueError(f"no such file: {path}")
         return path
@@ -126,7 +124,9 @@ class Target(_Frozen):
     headers: Annotated[Mapping[HeaderName, HeaderValue], BeforeValidator(_none_as_empty)] = Field(
         default_factory=dict
     )
-    concurrency: int = Field(default=1, ge=1)
+    # Bounded against typos: each probe in flight is a generation on the server, and beyond its
+    # parallel slots more probes at once measure the queue, not the server.
+    concurrency: int = Field(default=1, ge=1, le=64)
     tls: Annotated[TLSSettings, BeforeValidator(_none_as_empty)] = Field(
         default_factory=TLSSettings
     )
@@ -159,8 +159,8 @@ class Target(_Frozen):
     def _models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("at least one model is required")
-        if duplicates := _duplicates(list(value), "model", "models", "[{i}]"):
-            raise _problems(duplicates)
+        if duplicates := find_duplicates(list(value), "model", "models", "[{i}]"):
+            raise problems_error(duplicates)
         return value
 
     @field_validator("headers")
@@ -169,7 +169,7 @@ class Target(_Frozen):
         seen: set[str] = set()
         for name in value:
             if name.lower() in seen:
-                raise _problems([(name, "given twice (header names are case-insensitive)")])
+                raise problems_error([(name, "given twice (header names are case-insensitive)")])
             seen.add(name.lower())
         return value
 
@@ -184,7 +184,8 @@ class ProbeProfile(_Frozen):
     name: Label
     api: Literal["generate", "chat"] = "generate"
     prompt: str = DEFAULT_PROMPT
-    max_tokens: int = Field(default=64, ge=1)
+    # Beyond any probe, and within every integer width the server may parse num_predict into.
+    max_tokens: int = Field(default=64, ge=1, le=1_000_000)
     interval: Duration = 60.0
     timeout: Duration = 300.0
     stall_timeout: Duration = 30.0
@@ -213,107 +214,16 @@ class ProbeProfile(_Frozen):
             raise ValueError(
                 "values must be plain JSON: strings, numbers, booleans, null, lists, mappings"
             ) from None
+        if huge := [name for name, option in value.items() if has_huge_int(option)]:
+            raise problems_error([(name, HUGE_INT) for name in huge])
         return value
 
     @model_validator(mode="after")
     def _stall_within_timeout(self) -> ProbeProfile:
         if self.stall_timeout > self.timeout:
             stall, total = format_duration(self.stall_timeout), format_duration(self.timeout)
-            raise _problems([("stall_timeout", f"{stall} must be <= timeout ({total})")])
+            raise problems_error([("stall_timeout", f"{stall} must be <= timeout ({total})")])
         return self
 
 
 DEFAULT_PROFILE = ProbeProfile(name="short")
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """One scheduled job: a profile run against one model of one target, with its label values."""
-
-    key: JobKey
-    target: Target
-    model: str
-    profile: ProbeProfile
-
-
-class Settings(_Frozen):
-    """The whole configuration; build it with ``load_settings`` (file + env, all problems at once).
-
-    A frozen ``BaseModel`` rather than pydantic-settings' ``BaseSettings``: ``BaseSettings`` has
-    a custom ``__init__``, so ``model_validate(..., context=...)`` loses the context that carries
-    the env mapping for ``{env: VAR}`` headers and the config directory for relative paths.
-    The environment is merged in by ``sources.py`` instead (which also rejects unknown variables).
-    """
-
-    targets: tuple[Target, ...] = Field(default=(), validate_default=True)
-    probes: tuple[ProbeProfile, ...] = (DEFAULT_PROFILE,)
-
-    @field_validator("targets", mode="before")
-    @classmethod
-    def _targets_none(cls, value: object) -> object:
-        return () if value is None else value
-
-    @field_validator("probes", mode="before")
-    @classmethod
-    def _probes_none(cls, value: object) -> object:
-        return (DEFAULT_PROFILE,) if value is None else value
-
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, value: tuple[Target, ...]) -> tuple[Target, ...]:
-        if not value:
-            raise ValueError("at least one target is required")
-        if duplicates := _duplicates(
-            [t.name for t in value], "target name", "targets", "[{i}].name"
-        ):
-            raise _problems(duplicates)
-        return value
-
-    @field_validator("probes")
-    @classmethod
-    def _probes(cls, value: tuple[ProbeProfile, ...]) -> tuple[ProbeProfile, ...]:
-        if not value:
-            raise ValueError(
-                "at least one probe profile is required (omit `probes` for the default)"
-            )
-        if duplicates := _duplicates([p.name for p in value], "probe name", "probes", "[{i}].name"):
-            raise _problems(duplicates)
-        return value
-
-    def jobs(self) -> list[JobSpec]:
-        """Every (target, model, profile) combination, in config order, targets outermost."""
-        return [
-            JobSpec(JobKey(target.name, model, profile.name), target, model, profile)
-            for target in self.targets
-            for model in target.models
-            for profile in self.probes
-        ]
-
-    def warnings(self) -> list[str]:
-        """Return non-fatal notes, one ``<key path>: message`` line each, for logs and checks."""
-        notes = []
-        for i, target in enumerate(self.targets):
-            where = f"targets[{i}].tls"
-            if target.url.startswith("http://") and target.tls != TLSSettings():
-                notes.append(f"{where}: ignored, the url is plain http://")
-            elif target.tls.insecure_skip_verify:
-                notes.append(f"{where}.insecure_skip_verify: TLS certificates are not verified")
-        for i, profile in enumerate(self.probes):
-            notes.extend(_profile_warnings(f"probes[{i}]", profile))
-        return notes
-
-
-def _profile_warnings(where: str, profile: ProbeProfile) -> list[str]:
-    """Notes on one profile: settings that are legal but cost someone something."""
-    notes = [
-        f"{where}.options.{name}: load-time option: if it differs from the loaded runner, Ollama "
-        "reloads the model, for every user of that server"
-        for name in profile.options
-        if name in LOAD_TIME_OPTIONS
-    ]
-    if profile.max_tokens < 2:
-        notes.append(
-            f"{where}.max_tokens: {profile.max_tokens} gives no tokens/s "
-            "(timing the decode takes at least two tokens)"
-        )
-    return notes

@@ -1,32 +1,65 @@
-"""Raw settings: the YAML file and the ``OLLAMA_PROBE_*`` variables, merged into one plain dict.
+"""What one load reads, and the config file as a pydantic-settings source.
 
-The environment is parsed here rather than by pydantic-settings because pydantic-settings
-ignores unknown prefixed variables without a word, cannot address one list element
-(``OLLAMA_PROBE_TARGETS__0__URL``), and reads ``os.environ`` where we need a given mapping.
-Variable names are matched case-insensitively against the model's field tree; a list or a
-section given whole must be JSON. Env wins over the file, key by key.
+``Settings`` is a pydantic-settings ``BaseSettings``, whose ``__init__`` validates without a
+validation context: ``model_validate(data, context=...)`` goes through it and the context is lost.
+So the state of one load (the environ that ``{env: VAR}`` headers read, the config file's folder
+that relative paths start from, the file and the problems found) travels in a context variable,
+set by ``loading()`` around the construction. ``Settings.settings_customise_sources`` picks the
+sources from it, and the value validators read it; outside a load, ``Settings`` validates the
+data it is given and nothing else.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
+from pydantic_settings import YamlConfigSettingsSource
 
-ENV_PREFIX = "OLLAMA_PROBE_"
-ENV_DELIMITER = "__"
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+    from pydantic_settings.sources import ConfigFileSourceType
+
 FILE_KEY = "config.file"
 
 Key = str | int
 
 
-class SourceProblem(Exception):
-    """A problem located by an env variable name rather than by a key path."""
+@dataclass
+class Loading:
+    """One load: where values come from, and every problem the sources found on the way."""
+
+    environ: Mapping[str, str]
+    base_dir: Path | None = None
+    config_file: Path | None = None
+    read_env: bool = False
+    problems: list[str] = field(default_factory=list)
+    file_usable: bool = True
+
+
+_LOADING: ContextVar[Loading | None] = ContextVar("exporter_config_loading", default=None)
+
+
+@contextmanager
+def loading(state: Loading) -> Iterator[Loading]:
+    """Make ``state`` the current load while Settings are built inside the ``with`` block."""
+    token = _LOADING.set(state)
+    try:
+        yield state
+    finally:
+        _LOADING.reset(token)
+
+
+def current_load() -> Loading:
+    """The load in progress; outside one, the given data alone with the process environment."""
+    return _LOADING.get() or Loading(environ=os.environ)
 
 
 def format_path(loc: Iterable[Key]) -> str:
@@ -39,7 +72,60 @@ def format_path(loc: Iterable[Key]) -> str:
     return out
 
 
-def read_yaml(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+def shape(annotation: Any) -> tuple[str, Any]:
+    """Classify a field type as model, list, map or scalar, with the inner type to walk into."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "model", annotation
+    origin = get_origin(annotation)
+    if origin in (tuple, list):
+        return "list", get_args(annotation)[0]
+    if origin in (dict, Mapping):
+        return "map", get_args(annotation)[1]
+    return "scalar", annotation
+
+
+def known_keys(root: type[BaseModel], loc: Iterable[Key]) -> list[str] | None:
+    """Return the field names of the model found at ``loc``, or None if there is none."""
+    kind, inner = "model", root
+    for key in loc:
+        if kind == "model" and isinstance(key, str) and key in inner.model_fields:
+            kind, inner = shape(inner.model_fields[key].annotation)
+        elif kind in ("list", "map"):
+            kind, inner = shape(inner)
+        else:
+            return None
+    return list(inner.model_fields) if kind == "model" else None
+
+
+class ConfigFileSource(YamlConfigSettingsSource):
+    """The YAML config file, read by the library's YAML source with our checks and messages.
+
+    The library skips a file that does not exist and lets PyYAML resolve a duplicate key as
+    "the last one wins"; a ``--config.file`` that cannot be read, is not a mapping or repeats a
+    key is a problem here, reported with its line numbers.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], state: Loading) -> None:
+        self._state = state
+        super().__init__(settings_cls, yaml_file=state.config_file)
+
+    def _read_files(
+        self, files: ConfigFileSourceType | None, deep_merge: bool = False
+    ) -> dict[str, Any]:
+        """Read the load's one file (``files`` is that path); problems go to the load."""
+        path = self._state.config_file
+        data, problems = (None, []) if path is None else read_yaml(path)
+        self._state.problems += problems
+        if data is None:
+            self._state.file_usable = False
+            return {}
+        # Keys become keyword arguments of BaseSettings.__init__, which must be strings.
+        return {str(key): value for key, value in data.items()}
+
+
+def read_yaml(path: Path) -> tuple[dict[Any, Any] | None, list[str]]:
     """Load the config file as a mapping, with its problems; ``None`` if it is unusable.
 
     Parsed with ``yaml.safe_load``; the file is also composed (no objects built) to find
@@ -102,159 +188,3 @@ def _duplicate_keys(node: yaml.Node | None, loc: tuple[Key, ...], seen: set[int]
             first_line.setdefault(key, line)
             problems += _duplicate_keys(value_node, (*loc, key), seen)
     return problems
-
-
-def _shape(annotation: Any) -> tuple[str, Any]:
-    """Classify a field type as model, list, map or scalar, with the inner type to walk into."""
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "model", annotation
-    origin = get_origin(annotation)
-    if origin in (tuple, list):
-        return "list", get_args(annotation)[0]
-    if origin in (dict, Mapping):
-        return "map", get_args(annotation)[1]
-    return "scalar", annotation
-
-
-def known_keys(root: type[BaseModel], loc: Iterable[Key]) -> list[str] | None:
-    """Return the field names of the model found at ``loc``, or None if there is none."""
-    shape, inner = "model", root
-    for key in loc:
-        if shape == "model" and isinstance(key, str) and key in inner.model_fields:
-            shape, inner = _shape(inner.model_fields[key].annotation)
-        elif shape in ("list", "map"):
-            shape, inner = _shape(inner)
-        else:
-            return None
-    return list(inner.model_fields) if shape == "model" else None
-
-
-@dataclass(frozen=True)
-class EnvOverride:
-    """One ``OLLAMA_PROBE_*`` variable, decoded and placed in the key tree."""
-
-    name: str
-    path: tuple[Key, ...]
-    shapes: tuple[str, ...]  # the shape of the value at each prefix of ``path``
-    value: object
-
-
-def parse_env(
-    environ: Mapping[str, str], root: type[BaseModel]
-) -> tuple[list[EnvOverride], list[str]]:
-    """Decode every ``OLLAMA_PROBE_*`` variable; an unknown or undecodable one is a problem."""
-    overrides: list[EnvOverride] = []
-    problems: list[str] = []
-    by_path: dict[tuple[Key, ...], str] = {}
-    for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        try:
-            path, shapes, annotation = _walk(
-                root, name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
-            )
-            value = _decode(environ[name], shapes[-1], annotation)
-        except SourceProblem as exc:
-            problems.append(f"{name}: {exc}")
-            continue
-        except ValueError as exc:
-            problems.append(f"{name}: invalid JSON (lists and sections from env are JSON): {exc}")
-            continue
-        if path in by_path:
-            problems.append(f"{name}: sets the same key as {by_path[path]} (names ignore case)")
-            continue
-        by_path[path] = name
-        overrides.append(EnvOverride(name, path, shapes, value))
-    return overrides, problems
-
-
-def _walk(root: type[BaseModel], parts: list[str]) -> tuple[tuple[Key, ...], tuple[str, ...], Any]:
-    """Follow the parts of a variable name through the field tree; return path, shapes, type."""
-    shape: str = "model"
-    inner: Any = root
-    annotation: Any = Any
-    path: list[Key] = []
-    shapes: list[str] = []
-    for part in parts:
-        where = f" in {format_path(path)}" if path else ""
-        if shape == "model":
-            if part not in inner.model_fields:
-                known = ", ".join(inner.model_fields)
-                raise SourceProblem(f"unknown setting '{part}'{where}; known: {known}")
-            annotation = inner.model_fields[part].annotation
-            path.append(part)
-        elif shape == "list" and part.isdigit():
-            annotation = inner
-            path.append(int(part))
-        elif shape == "map" and part:
-            annotation = inner
-            path.append(part)
-        else:
-            raise SourceProblem(f"'{part}'{where} is not a list index or key that can be set")
-        shape, inner = _shape(annotation)
-        shapes.append(shape)
-    return tuple(path), tuple(shapes), annotation
-
-
-def _decode(raw: str, shape: str, annotation: Any) -> object:
-    """Turn one variable's text into a value: JSON for lists and sections, text for scalars."""
-    if shape != "scalar":
-        return json.loads(raw)
-    _, base = _shape(annotation)
-    if base is Any or base is SecretStr:  # free-form options; {"file": ...} header secrets
-        try:
-            decoded = json.loads(raw)
-        except ValueError:
-            return raw
-        return decoded if base is Any or isinstance(decoded, dict) else raw
-    if raw.strip().lower() == "null" and type(None) in get_args(base):
-        return None
-    return raw
-
-
-def apply_env(data: dict[str, Any], overrides: list[EnvOverride]) -> list[str]:
-    """Write the overrides into ``data`` in place, in key-path order.
-
-    Sorting by path (list indexes as numbers) applies a whole list before its elements and
-    element 2 before element 10, so env alone can build a list entry by entry.
-    """
-    problems = []
-    for override in sorted(overrides, key=lambda o: o.path):
-        try:
-            _set(data, override)
-        except SourceProblem as exc:
-            problems.append(f"{override.name}: {exc}")
-    return problems
-
-
-def _set(data: dict[str, Any], override: EnvOverride) -> None:
-    node: Any = data
-    container = "model"
-    path = override.path
-    for depth, step in enumerate(path):
-        key = step
-        last = depth == len(path) - 1
-        fresh = override.value if last else ([] if override.shapes[depth] == "list" else {})
-        where = format_path(path[:depth])
-        if isinstance(key, int):
-            if not isinstance(node, list):
-                raise SourceProblem(f"cannot index {where}: it is not a list")
-            if key > len(node):
-                raise SourceProblem(
-                    f"{where} has {len(node)} entries; indexes count from 0, no gaps"
-                )
-            if key == len(node):
-                node.append(fresh)
-            elif last or node[key] is None:
-                node[key] = fresh
-        else:
-            if not isinstance(node, dict):
-                raise SourceProblem(f"cannot set a key inside {where}: it is not a mapping")
-            if container == "map":  # env names are lower-cased; reuse the file's spelling
-                key = next((k for k in node if str(k).lower() == key), key)
-            if last or node.get(key) is None:
-                node[key] = fresh
-        node = node[key]
-        container = override.shapes[depth]

@@ -1,20 +1,22 @@
 """Checks and conversions of single config values: URLs, header secrets, ``think``, option names.
 
 Kept apart from the models so each rule is a small plain function with its own error text. The
-validators read the validation context for ``environ`` (the mapping ``{env: VAR}`` headers come
-from) and ``base_dir`` (the config file's folder, which relative paths are relative to).
+validators read the current load (``sources.current_load``) for ``environ`` (the mapping
+``{env: VAR}`` headers come from) and ``base_dir`` (the config file's folder, which relative paths
+are relative to).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import SecretStr, ValidationInfo
+from pydantic import SecretStr
+
+from exporter.config.sources import current_load
 
 DEFAULT_PROMPT = "Tell a long story about the sea."
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0, "seed": 42}
@@ -33,15 +35,11 @@ _RESERVED_HEADERS = frozenset({"accept-encoding", "content-length", "transfer-en
 _SECRET_FORMS = "a header value is a string, {env: VAR_NAME} or {file: /path/to/secret}"
 
 
-def _context(info: ValidationInfo) -> Mapping[str, Any]:
-    return info.context if isinstance(info.context, Mapping) else {}
-
-
-def resolve_path(path: Path, info: ValidationInfo) -> Path:
+def resolve_path(path: Path) -> Path:
     """Resolve ``~`` and make a relative path relative to the config file's folder."""
     path = path.expanduser()
-    base = _context(info).get("base_dir")
-    if not path.is_absolute() and isinstance(base, Path):
+    base = current_load().base_dir
+    if not path.is_absolute() and base is not None:
         path = base / path
     return path
 
@@ -118,39 +116,64 @@ def check_header_name(name: str) -> str:
     return name
 
 
-def resolve_secret(value: object, info: ValidationInfo) -> object:
+def resolve_secret(value: object) -> object:
     """Turn a header value (string, ``{env: VAR}`` or ``{file: path}``) into a ``SecretStr``.
 
-    Resolved once at load time, so a missing variable or file is a config error up front and
-    not a failed probe later. No message here ever contains the secret itself.
+    Resolved and checked once at load time, so a missing variable or file, or a value no HTTP
+    client would send, is a config error up front and not a failed probe later. No message here
+    ever contains the secret itself.
     """
     if isinstance(value, SecretStr):  # already resolved, e.g. a model re-validated
-        return value
-    if isinstance(value, str):
+        text = value.get_secret_value()
+    elif isinstance(value, str):
         text = value
     elif isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("env", "file"):
         ((kind, ref),) = value.items()
         if not isinstance(ref, str) or not ref.strip():
             raise ValueError(f"{kind}: must be a non-empty string")
-        text = _from_env(ref, info) if kind == "env" else _from_file(Path(ref), info)
+        text = _from_env(ref) if kind == "env" else _from_file(Path(ref))
     else:
         raise ValueError(_SECRET_FORMS)
-    if not text:
-        raise ValueError("header value is empty")
-    if "\r" in text or "\n" in text:
-        raise ValueError("header value must not contain a line break")
-    return SecretStr(text)
+    for check, problem in _HEADER_VALUE_CHECKS:
+        if check(text):
+            raise ValueError(f"header value {problem}")
+    return value if isinstance(value, SecretStr) else SecretStr(text)
 
 
-def _from_env(name: str, info: ValidationInfo) -> str:
-    environ = _context(info).get("environ", os.environ)
+# What makes a header value unsendable, in words that do not quote it; first match wins. RFC 9110
+# allows no whitespace at either end and no control character but an inner tab: h11 refuses such
+# a value on every request, quoting it in the error. httpx encodes header values as ASCII and
+# fails on anything else when the client is built. Usual culprits: a token file saved "with BOM"
+# or ending in a space or tab.
+_HEADER_VALUE_CHECKS: tuple[tuple[Callable[[str], bool], str], ...] = (
+    (lambda text: not text, "is empty"),
+    (lambda text: "\r" in text or "\n" in text, "must not contain a line break"),
+    (
+        lambda text: text.startswith("\ufeff"),
+        "starts with a byte order mark (U+FEFF, as in a file saved as UTF-8 with BOM)",
+    ),
+    (lambda text: text[0].isspace(), "has leading whitespace"),
+    (lambda text: text[-1].isspace(), "has trailing whitespace"),
+    (
+        lambda text: any((char < " " and char != "\t") or char == "\x7f" for char in text),
+        "contains a control character",
+    ),
+    (
+        lambda text: not text.isascii(),
+        "contains a non-ASCII character (header values are sent as ASCII)",
+    ),
+)
+
+
+def _from_env(name: str) -> str:
+    environ = current_load().environ
     if name not in environ:
         raise ValueError(f"environment variable {name} is not set")
     return str(environ[name])
 
 
-def _from_file(path: Path, info: ValidationInfo) -> str:
-    path = resolve_path(path, info)
+def _from_file(path: Path) -> str:
+    path = resolve_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -182,3 +205,20 @@ def check_option_name(name: str) -> str:
     if name == "num_predict":
         raise ValueError("use max_tokens instead (it is sent as options.num_predict)")
     return name
+
+
+MAX_SAFE_INT = 2**53 - 1
+HUGE_INT = (
+    "integers must be within ±(2^53-1): larger ones lose their value in JSON readers (RFC 8259 §6)"
+)
+
+
+def has_huge_int(value: object) -> bool:
+    """Whether an option value holds an integer that a float64 JSON reader cannot keep exact."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) > MAX_SAFE_INT
+    if isinstance(value, Mapping):
+        return any(has_huge_int(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_huge_int(item) for item in value)
+    return False
