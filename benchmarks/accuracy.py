@@ -12,7 +12,7 @@ bytes built in advance and written the moment the connection is made, arrival st
 
 Errors are measured - scripted. The scripted TTFT is the simulator's delay between having
 read the request and writing the first chunk, so the TTFT error includes everything the
-contract counts in TTFT that is not the server's: connect, sending the request, the kernel's
+definition counts in TTFT that is not the server's: connect, sending the request, the kernel's
 loopback and the client's own overhead.
 """
 

@@ -21,7 +21,7 @@ from exporter.config.sources import current_load
 DEFAULT_PROMPT = "Tell a long story about the sea."
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0, "seed": 42}
 # Options the runner is started with: a value that differs from the loaded runner's makes Ollama
-# evict and reload the model for every user of the server (ollama-wire.md §2).
+# evict and reload the model for every user of the server.
 LOAD_TIME_OPTIONS = frozenset(
     {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread"}
 )
