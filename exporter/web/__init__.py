@@ -2,11 +2,23 @@
 
 - ``app``: the WSGI dispatcher over the four endpoints and the lifecycle gate;
 - ``landing``: the landing page, with server-supplied text cut to size;
+- ``config``: the ``--web.config.file`` format (exporter-toolkit's) and its validation;
+- ``source``: that file as of each connection, re-read when it changes;
 - ``server``: the threaded server.
 """
 
 from exporter.web.app import LIFECYCLE_FLAG, WebHooks, make_app
+from exporter.web.config import WebConfig, WebConfigError, load_web_config
 from exporter.web.landing import landing_page
 from exporter.web.server import WebServer
 
-__all__ = ["LIFECYCLE_FLAG", "WebHooks", "WebServer", "landing_page", "make_app"]
+__all__ = [
+    "LIFECYCLE_FLAG",
+    "WebConfig",
+    "WebConfigError",
+    "WebHooks",
+    "WebServer",
+    "landing_page",
+    "load_web_config",
+    "make_app",
+]
