@@ -1,4 +1,4 @@
-"""The web config file: one clear line per problem, naming the file and the key.
+"""The web config file: one clear line per problem, and nothing bound when the file is bad.
 
 Checks that need real certificates live in test_web_tls.py.
 """
@@ -9,8 +9,11 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from prometheus_client import CollectorRegistry
 
-from exporter.web import WebConfigError, load_web_config
+from exporter.web import WebConfigError, WebServer, load_web_config, make_app
+from exporter.web import server as server_module
+from tests.test_web import hooks
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()
 
@@ -101,3 +104,15 @@ def test_accepted_settings(tmp_path: Path) -> None:
         ("Strict-Transport-Security", "max-age=31536000"),
     )
     assert config.files == (path,)
+
+
+def test_bad_file_never_binds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation happens before the listener exists: binding would be a test failure."""
+
+    def no_bind(self: object) -> None:
+        raise AssertionError("bound a port with an invalid web config")
+
+    monkeypatch.setattr(server_module._BoundedServer, "server_bind", no_bind)
+    bad = write(tmp_path, "basic_auth_users:\n  alice: plaintext\n")
+    with pytest.raises(WebConfigError, match=r"basic_auth_users\.alice"):
+        WebServer("127.0.0.1", 0, make_app(CollectorRegistry(), hooks()), web_config_file=bad)

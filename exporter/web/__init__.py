@@ -4,16 +4,18 @@
 - ``landing``: the landing page, with server-supplied text cut to size;
 - ``config``: the ``--web.config.file`` format (exporter-toolkit's) and its validation;
 - ``source``: that file as of each connection, re-read when it changes;
-- ``server``: the threaded server.
+- ``auth``: basic auth (bcrypt, cached) and extra headers around every route;
+- ``server``: the bounded threaded server (connections, deadlines, TLS) and its addresses.
 """
 
 from exporter.web.app import LIFECYCLE_FLAG, WebHooks, make_app
 from exporter.web.config import WebConfig, WebConfigError, load_web_config
 from exporter.web.landing import landing_page
-from exporter.web.server import WebServer
+from exporter.web.server import ServerLimits, WebServer
 
 __all__ = [
     "LIFECYCLE_FLAG",
+    "ServerLimits",
     "WebConfig",
     "WebConfigError",
     "WebHooks",
