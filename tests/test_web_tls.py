@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry
 
-from exporter.web import WebConfigError, WebServer, make_app
+from exporter.web import WebConfigError, WebServer, load_web_config, make_app
+from exporter.web.auth import BasicAuth
 from tests.test_web import hooks
 from tests.test_web_auth import basic, hashed
 
@@ -315,3 +316,22 @@ def test_mismatched_key_is_a_config_error(
     )
     with pytest.raises(WebConfigError, match=r"tls_server_config\.cert_file: cannot load"):
         WebServer("127.0.0.1", 0, make_app(CollectorRegistry(), hooks()), web_config_file=path)
+
+
+def test_security_doc_example_is_a_valid_web_config(tmp_path: Path) -> None:
+    """The example in docs/security.md loads, once its certificate files exist."""
+    doc = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tls").mkdir()
+    ca = Authority(tmp_path / "tls", "clients-ca")
+    served = ca.issue("server")
+    os.replace(served.cert, tmp_path / "tls" / "server.crt")
+    os.replace(served.key, tmp_path / "tls" / "server.key")
+    os.replace(ca.pem, tmp_path / "tls" / "clients-ca.crt")
+    path = tmp_path / "web.yml"
+    path.write_text(example)
+    config = load_web_config(path)
+    assert config.tls is not None
+    assert config.tls.client_auth_type == "RequireAndVerifyClientCert"
+    assert BasicAuth().check(config.users, basic("prometheus", "change-me"))
+    assert dict(config.headers)["X-Content-Type-Options"] == "nosniff"
