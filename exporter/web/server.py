@@ -2,8 +2,8 @@
 
 It runs in its own threads, off the probe event loop: rendering a scrape holds the interpreter
 for tens of milliseconds, and on the loop every probe in flight would absorb that into its
-timings. The exporter shares one process, and one file-descriptor limit, with its probes, so
-the server is bounded (``ServerLimits``) instead of starting a thread per connection forever:
+timings. It is bounded (``exporter.web.limits``) instead of starting a thread per connection
+forever:
 
 - at most ``max_connections`` connections are held at once. The accept loop takes a slot
   *before* it accepts, so further connections wait in the kernel's listen backlog, where they
@@ -25,18 +25,17 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import resource
 import selectors
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import ServerHandler
 
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
 from exporter.web.auth import SNAPSHOT_KEY, BasicAuth, protect
+from exporter.web.limits import ConnectionSlots, DeadlineIO, ServerLimits, remaining
 from exporter.web.source import Snapshot, WebConfigSource
 from exporter.web.wsgi import WsgiApp
 
@@ -44,135 +43,10 @@ if TYPE_CHECKING:
     import os
     import types
 
-    from _typeshed import ReadableBuffer, WriteableBuffer
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_S = 0.1
-_OWN_FDS = 3  # the listening socket and the wake-up socket pair
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """How much the web server may hold; the defaults suit one or two Prometheus servers."""
-
-    max_connections: int = 64
-    header_timeout: float = 10.0
-    write_timeout: float = 30.0
-    backlog: int = 128
-
-    def check(self, fd_limit: int | None = None) -> None:
-        """Refuse limits that would leave the probes short of file descriptors: the server
-        may use at most half of the process's limit (``RLIMIT_NOFILE``)."""
-        if self.max_connections < 1 or self.backlog < 1:
-            raise ValueError("max_connections and backlog must be at least 1")
-        if self.header_timeout <= 0 or self.write_timeout <= 0:
-            raise ValueError("header_timeout and write_timeout must be positive")
-        if fd_limit is None:
-            fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if fd_limit != resource.RLIM_INFINITY and self.max_connections + _OWN_FDS > fd_limit // 2:
-            raise ValueError(
-                f"max_connections {self.max_connections} would leave too few of the process's "
-                f"{fd_limit} file descriptors for probes (at most {fd_limit // 2 - _OWN_FDS})"
-            )
-
-
-def _remaining(deadline: float, what: str) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError(what)
-    return left
-
-
-class _Slots:
-    """The connection budget: taken before ``accept()``, given back after ``close()``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.peak = 0
-        self._cond = threading.Condition()
-        self._taken = 0
-        self._open: set[socket.socket] = set()
-        self._closing = False
-
-    @property
-    def open(self) -> int:
-        with self._cond:
-            return len(self._open)
-
-    def take(self) -> bool:
-        """Wait for a free slot; ``False`` once the server is closing."""
-        with self._cond:
-            while self._taken >= self.limit and not self._closing:
-                self._cond.wait()
-            if self._closing:
-                return False
-            self._taken += 1
-            return True
-
-    def hold(self, sock: socket.socket) -> None:
-        with self._cond:
-            self._open.add(sock)
-            self.peak = max(self.peak, len(self._open))
-
-    def swap(self, old: socket.socket, new: socket.socket) -> None:
-        with self._cond:
-            self._open.discard(old)
-            self._open.add(new)
-
-    def give_back(self, sock: socket.socket | None) -> None:
-        with self._cond:
-            if sock is not None:
-                self._open.discard(sock)
-            self._taken -= 1
-            self._cond.notify()
-
-    def close(self) -> None:
-        """Wake the accept loop and cut every open connection, so their threads end too."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-            for sock in self._open:
-                with contextlib.suppress(OSError):  # already closed by its thread
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-class _ConnectionIO(io.RawIOBase):
-    """Socket I/O with deadlines: one for the whole request head, one for the whole response.
-
-    A socket timeout alone restarts with every byte received, which is exactly what a
-    slowloris client exploits; here each read gets only what is left of the head's deadline.
-    """
-
-    def __init__(self, sock: socket.socket, head_deadline: float, write_timeout: float) -> None:
-        super().__init__()
-        self._sock = sock
-        self._head_deadline: float | None = head_deadline
-        self._write_timeout = write_timeout
-        self._write_deadline: float | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return True
-
-    def head_complete(self) -> None:
-        self._head_deadline = None
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        if self._head_deadline is not None:
-            timeout = _remaining(self._head_deadline, "request head not complete in time")
-        else:
-            timeout = self._write_timeout
-        self._sock.settimeout(timeout)
-        return self._sock.recv_into(buffer)
-
-    def write(self, data: ReadableBuffer) -> int:
-        if self._write_deadline is None:
-            self._write_deadline = time.monotonic() + self._write_timeout
-        self._sock.settimeout(_remaining(self._write_deadline, "response not written in time"))
-        return self._sock.send(data)
 
 
 class _ServerHandler(ServerHandler):
@@ -203,7 +77,7 @@ class _Handler(_SilentHandler):
         client_address: Any,
         server: _BoundedServer,
         *,
-        conn_io: _ConnectionIO,
+        conn_io: DeadlineIO,
         snapshot: Snapshot,
     ) -> None:
         self._io = conn_io
@@ -253,7 +127,7 @@ class _BoundedServer(ThreadingWSGIServer):
         self.request_queue_size = limits.backlog
         self.limits = limits
         self.source = source
-        self.slots = _Slots(limits.max_connections)
+        self.slots = ConnectionSlots(limits.max_connections)
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         try:
@@ -316,13 +190,13 @@ class _BoundedServer(ThreadingWSGIServer):
             deadline = time.monotonic() + self.limits.header_timeout
             snapshot = self.source.current()
             if snapshot.config.tls is not None:
-                request.settimeout(_remaining(deadline, "TLS handshake not complete in time"))
+                request.settimeout(remaining(deadline, "TLS handshake not complete in time"))
                 conn = snapshot.config.tls.context.wrap_socket(
                     request, server_side=True, do_handshake_on_connect=False
                 )
                 self.slots.swap(request, conn)
                 conn.do_handshake()
-            conn_io = _ConnectionIO(conn, deadline, self.limits.write_timeout)
+            conn_io = DeadlineIO(conn, deadline, self.limits.write_timeout)
             _Handler(conn, client_address, self, conn_io=conn_io, snapshot=snapshot)
         except OSError as err:  # timeouts, TLS failures and resets are all OSErrors
             log.debug(
