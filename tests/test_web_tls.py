@@ -40,10 +40,9 @@ class Authority:
     def __init__(self, folder: Path, name: str) -> None:
         self.folder, self.name = folder, name
         self.key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.subject = subject
+        self.subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.cert = (
-            self._builder(subject, self.key.public_key())
+            self._builder(self.subject, self.key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -71,7 +70,7 @@ class Authority:
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(getattr(self, "subject", subject))
+            .issuer_name(self.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
