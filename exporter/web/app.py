@@ -1,0 +1,81 @@
+"""The WSGI application: a dispatcher over ``/metrics``, ``/-/healthy``, ``/-/reload`` and ``/``.
+
+prometheus-client's own ``start_http_server`` serves metrics on *every* path and refuses
+POST, so its WSGI app is mounted at ``/metrics`` only (keeping gzip, ``name[]`` filtering
+and OpenMetrics negotiation) inside this small dispatcher.
+
+Scrapes read the metric registry (its updates are lock-protected) and an immutable snapshot of
+the latest results, so a scrape answers even while every probe is stalled, and never triggers
+or waits for a probe. Authentication and extra headers are not here: the server wraps this app
+in ``exporter.web.auth.protect``, so every route, 404s included, is covered the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from exporter.result import JobKey, ProbeResult
+from exporter.web.landing import landing_page
+from exporter.web.wsgi import Environ, StartResponse, WsgiApp, respond
+
+LIFECYCLE_FLAG = "--web.enable-lifecycle"
+
+
+@dataclass(frozen=True)
+class WebHooks:
+    """What the endpoints need from the daemon, as plain callables (thread-safe)."""
+
+    healthy: Callable[[], bool]
+    reload: Callable[[], tuple[bool, str]]
+    results: Callable[[], Mapping[JobKey, ProbeResult | None]]
+    version: str
+
+
+def make_app(
+    registry: CollectorRegistry, hooks: WebHooks, *, enable_lifecycle: bool = False
+) -> WsgiApp:
+    """The dispatcher. ``POST /-/reload`` works only with ``enable_lifecycle``, as in
+    Prometheus: anyone who can reach the port could otherwise make the exporter re-read its
+    config at will. SIGHUP reloads either way, since sending it needs access to the host."""
+    metrics_app = make_wsgi_app(registry)
+
+    def healthy(environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        if hooks.healthy():
+            return respond(start, "200 OK", "Healthy\n")
+        return respond(start, "503 Service Unavailable", "scheduler not running\n")
+
+    def reload(environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return respond(
+                start, "405 Method Not Allowed", "use POST to reload\n", headers=[("Allow", "POST")]
+            )
+        if not enable_lifecycle:
+            return respond(
+                start,
+                "403 Forbidden",
+                f"reload over HTTP is disabled: start the exporter with {LIFECYCLE_FLAG} "
+                "to enable it (SIGHUP always reloads)\n",
+            )
+        ok, message = hooks.reload()
+        return respond(start, "200 OK" if ok else "500 Internal Server Error", message + "\n")
+
+    def index(environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        return respond(start, "200 OK", landing_page(hooks.version, hooks.results()), "text/html")
+
+    routes: dict[str, WsgiApp] = {
+        "/metrics": metrics_app,
+        "/-/healthy": healthy,
+        "/-/reload": reload,
+        "/": index,
+    }
+
+    def app(environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        route = routes.get(environ.get("PATH_INFO", "/"))
+        if route is None:
+            return respond(start, "404 Not Found", "not found\n")
+        return route(environ, start)
+
+    return app

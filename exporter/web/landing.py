@@ -1,0 +1,56 @@
+"""The landing page ``/``: links, and the last result of every job.
+
+Result details come from the probed servers (an Ollama error body, an exception message), so
+each is cut to ``DETAIL_MAX_CHARS`` before escaping: a misbehaving server must not be able to
+make the page, and every scrape of it, arbitrarily large.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+
+from exporter.report import result_dict
+from exporter.result import JobKey, ProbeResult
+
+DETAIL_MAX_CHARS = 300
+
+
+def clip(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when something was cut."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _row(key: JobKey, result: ProbeResult | None) -> str:
+    cells: list[str] = [key.target, key.model, key.probe]
+    if result is None:
+        cells += ["pending", "", "", ""]
+    else:
+        data = result_dict(result)
+        ttft, tps = data["time_to_first_token_seconds"], data["tokens_per_second"]
+        cells += [
+            "ok" if data["success"] else f"FAIL: {data['reason']}",
+            "" if ttft is None else f"{ttft:.3f} s",
+            "" if tps is None else f"{tps:.1f}",
+            clip(data["detail"]),
+        ]
+    return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+
+
+def landing_page(version: str, results: Mapping[JobKey, ProbeResult | None]) -> str:
+    """The whole page as one string (a few kilobytes per hundred jobs)."""
+    rows = "\n".join(_row(k, r) for k, r in sorted(results.items(), key=lambda kv: str(kv[0])))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Ollama Probe Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}</style>
+</head><body>
+<h1>Ollama Probe Exporter</h1>
+<p>Version {html.escape(version)}.
+<a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Health</a></p>
+<h2>Last probe per job</h2>
+<table>
+<tr><th>target</th><th>model</th><th>probe</th><th>result</th><th>TTFT</th><th>tokens/s</th><th>detail</th></tr>
+{rows}
+</table>
+</body></html>
+"""
