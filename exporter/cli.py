@@ -196,6 +196,14 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         "--config.check", dest="config_check", action="store_true",
         help="validate the config, print a summary and exit (1 on error)",
     )  # fmt: skip
+    parser.add_argument(
+        "--web.config.file", dest="web_config_file", type=Path, metavar="PATH",
+        help="exporter-toolkit web config: TLS, basic auth, response headers (docs/security.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+        help="allow reloading the config with POST /-/reload (SIGHUP always works)",
+    )  # fmt: skip
     _add_global_flags(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="{demo,probe,simulator,help}")
     commands: dict[str, argparse.ArgumentParser] = {}
@@ -272,7 +280,12 @@ def _resolve_global_flags(args: argparse.Namespace) -> None:
         if not hasattr(args, dest):
             setattr(args, dest, defaults[command])
     if command is not None:
-        daemon_only = {"--config.file": args.config_file, "--config.check": args.config_check}
+        daemon_only = {
+            "--config.file": args.config_file,
+            "--config.check": args.config_check,
+            "--web.config.file": args.web_config_file,
+            "--web.enable-lifecycle": args.enable_lifecycle,
+        }
         for flag, given in daemon_only.items():
             if given:
                 raise UsageError(f"{flag} does not apply to '{command}'")
@@ -294,6 +307,14 @@ def _run_daemon(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _print_problems(err)
     if args.config_check:
+        if args.web_config_file is not None:
+            from exporter.web.config import WebConfigError, load_web_config  # noqa: PLC0415
+
+            try:
+                load_web_config(args.web_config_file)
+            except WebConfigError as err:
+                print(err, file=sys.stderr)
+                return 1
         print(describe(settings))
         for warning in settings.warnings():
             print(f"warning: {warning}")
@@ -301,9 +322,19 @@ def _run_daemon(args: argparse.Namespace) -> int:
     host, port = parse_listen_address(args.listen)
     setup_logging(args.log_level, args.log_format)
     from exporter.daemon import Daemon  # noqa: PLC0415 (keep `--config.check` light)
+    from exporter.web import WebConfigError  # noqa: PLC0415
 
     try:
-        daemon = Daemon(settings, listen=(host, port), config_path=args.config_file)
+        daemon = Daemon(
+            settings,
+            listen=(host, port),
+            config_path=args.config_file,
+            web_config_file=args.web_config_file,
+            enable_lifecycle=args.enable_lifecycle,
+        )
+    except WebConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
     except OSError as err:
         print(
             f"--web.listen-address: cannot listen on {args.listen}: {err.strerror}", file=sys.stderr

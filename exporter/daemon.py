@@ -42,6 +42,8 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         on_ready: Callable[[str], None] | None = None,
+        web_config_file: Path | None = None,
+        enable_lifecycle: bool = False,
     ) -> None:
         self.settings = settings
         self._config_path = config_path
@@ -63,13 +65,14 @@ class Daemon:
             results=lambda: self._results,
             version=__version__,
         )
-        self.web = WebServer(listen[0], listen[1], make_app(self.registry, hooks))
+        self._enable_lifecycle = enable_lifecycle
+        app = make_app(self.registry, hooks, enable_lifecycle=enable_lifecycle)
+        self.web = WebServer(listen[0], listen[1], app, web_config_file=web_config_file)
 
     @property
     def url(self) -> str:
-        host = self.web.host if self.web.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.web.port}"
+        """A URL a client on this machine can use (a wildcard listen address becomes loopback)."""
+        return self.web.local_url
 
     def _apply(self, settings: Settings) -> list[JobSpec]:
         """Make ``settings`` current everywhere but in the scheduler; return its jobs."""
@@ -144,7 +147,14 @@ class Daemon:
         jobs = self._apply(self.settings)
         self._install_signals(self._loop)
         self.web.start()
-        log.info("listening", extra={"fields": {"address": self.url, "version": __version__}})
+        fields = {
+            "address": self.web.url,
+            "tls": self.web.tls,
+            "basic_auth": self.web.basic_auth,
+            "lifecycle": self._enable_lifecycle,
+            "version": __version__,
+        }
+        log.info("listening", extra={"fields": fields})
         try:
             await self._runner.warm_up()
             # Everything imported and allocated so far lives for good: freezing it shortens

@@ -127,7 +127,7 @@ def test_reload_applies_good_config_and_refuses_bad(
 ) -> None:
     """SIGHUP with a broken file keeps the old config; a good file swaps jobs and drops the
     series of removed ones; POST /-/reload does the same."""
-    with exporter_process(config) as exporter:
+    with exporter_process(config, "--web.enable-lifecycle") as exporter:
         url = exporter.url
         wait_for(lambda: (value(url, "ollama_probe_runs_total", **job("broken:1b")) or 0) >= 1)
         config.write_text("targets:\n  - url: http://127.0.0.1:1\n    modelz: [x]\n")
