@@ -1,17 +1,22 @@
 """The scripted behaviour of one simulated model: timing, token counts and faults.
 
 A ``ModelScript`` is plain data so that tests, the ``demo`` command and a YAML file can all
-describe a model the same way; the server only reads it. Validation lives here (not in the
-server) so that a bad script fails when it is built, with a message naming the model and field.
+describe a model the same way; the server only reads it. It is a pydantic dataclass, so a
+bad value fails when the script is built (``ModelScript(...)``, ``dataclasses.replace``, a
+YAML file or the control API), and ``load_scripts``/``apply_overrides`` report it as one line
+per problem naming the model and the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 
 class Fault(StrEnum):
@@ -35,7 +40,29 @@ class Fault(StrEnum):
     NOT_JSON_OBJECT = "not_json_object"
 
 
-@dataclass(frozen=True, slots=True)
+def _integral(value: Any) -> Any:
+    """Accept 3.0 for an integer field: JSON and YAML have one number type."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _fault(value: Any) -> Any:
+    """Accept a fault by its (case-insensitive) name, as YAML and JSON spell it."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return Fault(value.lower())
+    except ValueError:
+        choices = ", ".join(Fault)
+        message = "must be null or one of {choices}"
+        raise PydanticCustomError("fault", message, {"choices": choices}) from None
+
+
+Seconds = Annotated[float, Field(ge=0)]
+Count = Annotated[int, BeforeValidator(_integral), Field(ge=0)]
+
+
+# Strict: no "yes" for a bool, no "3" or True for a number; a typo'd field name is an error.
+@dataclass(frozen=True, slots=True, config=ConfigDict(strict=True, allow_inf_nan=False))
 class ModelScript:
     """How one simulated model behaves; all durations are seconds.
 
@@ -59,96 +86,40 @@ class ModelScript:
             later chunk is shifted by it.
     """
 
-    first_token_delay: float = 0.05
-    tokens_per_second: float = 50.0
-    tokens: int = 64
-    thinking_tokens: int = 0
-    prompt_eval_count: int = 26
-    prompt_eval_duration: float = 0.02
-    load_duration: float = 0.003
-    eval_duration: float | None = None
+    first_token_delay: Seconds = 0.05
+    tokens_per_second: Annotated[float, Field(gt=0)] = 50.0
+    tokens: Count = 64
+    thinking_tokens: Count = 0
+    prompt_eval_count: Count = 26
+    prompt_eval_duration: Seconds = 0.02
+    load_duration: Seconds = 0.003
+    eval_duration: Seconds | None = None
     report_counts: bool = True
-    context_tokens: int = 0
-    fault: Fault | None = None
-    fault_after: int = 0
-    stall_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        """Reject values no schedule can honour, so a typo fails at build time."""
-        if not self.tokens_per_second > 0:
-            raise ValueError(f"tokens_per_second must be > 0, got {self.tokens_per_second}")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            is_number = isinstance(value, int | float) and not isinstance(value, bool)
-            if is_number and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
+    context_tokens: Count = 0
+    fault: Annotated[Fault | None, BeforeValidator(_fault)] = None
+    fault_after: Count = 0
+    stall_seconds: Seconds = 0.0
 
 
-def _as_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError("must be a number")
-    return float(value)
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("must be an integer")
-    return value
-
-
-def _as_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError("must be true or false")
-    return value
-
-
-def _as_optional_float(value: Any) -> float | None:
-    return None if value is None else _as_float(value)
-
-
-def _as_fault(value: Any) -> Fault | None:
-    if value is None:
-        return None
-    try:
-        return Fault(str(value).lower())
-    except ValueError:
-        choices = ", ".join(f.value for f in Fault)
-        raise TypeError(f"must be null or one of {choices}") from None
-
-
-# Keyed by the annotation text (this module uses postponed annotations), so a new field with
-# an unknown type fails loudly in _CONVERTERS below instead of being accepted unchecked.
-_BY_TYPE: dict[str, Callable[[Any], Any]] = {
-    "float": _as_float,
-    "int": _as_int,
-    "bool": _as_bool,
-    "float | None": _as_optional_float,
-    "Fault | None": _as_fault,
-}
-_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    f.name: _BY_TYPE[str(f.type)] for f in dataclasses.fields(ModelScript)
-}
+_ADAPTER = TypeAdapter(ModelScript)
+FIELDS = frozenset(f.name for f in dataclasses.fields(ModelScript))
 
 
 def apply_overrides(base: ModelScript, overrides: Mapping[str, Any], model: str) -> ModelScript:
     """Return ``base`` with ``overrides`` applied; errors name ``model`` and the field."""
     if not isinstance(overrides, Mapping):
         raise ValueError(f"model {model!r}: expected a mapping of script fields")
-    changes: dict[str, Any] = {}
-    for name, value in overrides.items():
-        convert = _CONVERTERS.get(name)
-        if convert is None:
-            raise ValueError(f"model {model!r}: unknown field {name!r}")
-        try:
-            changes[name] = convert(value)
-        except TypeError as exc:
-            raise ValueError(f"model {model!r}: field {name!r} {exc}") from None
+    unknown = [name for name in overrides if name not in FIELDS]
+    if unknown:
+        raise ValueError("\n".join(f"model {model!r}: unknown field {name!r}" for name in unknown))
     try:
-        return dataclasses.replace(base, **changes)
-    except ValueError as exc:
-        raise ValueError(f"model {model!r}: {exc}") from None
+        return dataclasses.replace(base, **overrides)
+    except ValidationError as exc:
+        lines = [
+            f"model {model!r}: field {'.'.join(map(str, err['loc']))!r}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ValueError("\n".join(lines)) from None
 
 
 def load_scripts(data: Mapping[str, Any]) -> dict[str, ModelScript]:
@@ -169,8 +140,7 @@ def load_scripts(data: Mapping[str, Any]) -> dict[str, ModelScript]:
 
 def script_to_dict(script: ModelScript) -> dict[str, Any]:
     """Return the script as JSON-ready data (the control API's answer)."""
-    out = {f.name: getattr(script, f.name) for f in dataclasses.fields(script)}
-    out["fault"] = None if script.fault is None else script.fault.value
+    out: dict[str, Any] = _ADAPTER.dump_python(script, mode="json")
     return out
 
 

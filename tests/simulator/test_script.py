@@ -49,7 +49,7 @@ class TestModelScript:
         [{"tokens_per_second": 0.0}, {"first_token_delay": -0.1}, {"tokens": -1}],
     )
     def test_rejects_values_no_schedule_can_honour(self, changes: dict[str, float]) -> None:
-        """A zero rate or a negative value fails when the script is built."""
+        """A zero rate or a negative value fails when the script is built, naming the field."""
         with pytest.raises(ValueError, match=next(iter(changes))):
             ModelScript(**changes)  # type: ignore[arg-type]  # values are the point here
 
@@ -103,8 +103,19 @@ class TestApplyOverrides:
 
     def test_invalid_value_names_the_model(self) -> None:
         """A value the script rejects is reported with the model name."""
-        with pytest.raises(ValueError, match=r"model 'x': tokens_per_second must be > 0"):
+        with pytest.raises(ValueError, match=r"^model 'x': field 'tokens_per_second': .* than 0$"):
             apply_overrides(ModelScript(), {"tokens_per_second": 0}, "x")
+
+    def test_one_line_per_problem(self) -> None:
+        """Several problems are reported together, one line each, each naming model and field."""
+        with pytest.raises(ValueError, match=r"^model ") as info:
+            apply_overrides(
+                ModelScript(), {"tokens": "x", "fault": "boom", "stall_seconds": -1}, "m"
+            )
+        lines = str(info.value).splitlines()
+        assert len(lines) == 3
+        assert all(line.startswith("model 'm': field '") for line in lines)
+        assert "one of busy, http_500" in str(info.value)
 
 
 class TestScriptToDict:
