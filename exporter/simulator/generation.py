@@ -11,16 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from exporter.simulator.http11 import (
-    JSON_UTF8,
-    LAST_CHUNK,
-    TEXT_PLAIN,
-    RecordedRequest,
-    chunk,
-    full_response,
-    stream_head,
-    write_all,
-)
+from exporter.simulator.http11 import JSON_UTF8, NDJSON, TEXT_PLAIN, HttpConnection, RecordedRequest
 from exporter.simulator.responses import (
     NS_PER_S,
     context_json,
@@ -68,7 +59,7 @@ def _wall_offset() -> int:
     return time.time_ns() - time.monotonic_ns()
 
 
-async def respond(writer: asyncio.StreamWriter, gen: Generation, rec: RecordedRequest) -> None:
+async def respond(conn: HttpConnection, gen: Generation, rec: RecordedRequest) -> None:
     """Answer a validated request according to its script (faults first).
 
     Every body is built before the wait, so the write after it is as prompt as possible:
@@ -82,42 +73,48 @@ async def respond(writer: asyncio.StreamWriter, gen: Generation, rec: RecordedRe
             if fault is Fault.BUSY
             else (404, TEXT_PLAIN, b"404 page not found")
         )
-        rec.first_write_ns = await write_all(writer, full_response(status, ctype, body))
-    elif fault in (Fault.HTTP_500, Fault.CLOSE_BEFORE_RESPONSE):
-        data = full_response(500, JSON_UTF8, error_body(CRASH_MESSAGE))
+        rec.first_write_ns = await conn.write(conn.full(status, ctype, body))
+    elif fault is Fault.HTTP_500:
+        data = conn.full(500, JSON_UTF8, error_body(CRASH_MESSAGE))
         await sleep_until(rec.received_ns + _ns(script.first_token_delay))
-        if fault is Fault.HTTP_500:
-            rec.first_write_ns = await write_all(writer, data)
+        rec.first_write_ns = await conn.write(data)
+    elif fault is Fault.CLOSE_BEFORE_RESPONSE:  # nothing written: the server closes
+        await sleep_until(rec.received_ns + _ns(script.first_token_delay))
     elif gen.load_only:
         due = rec.received_ns + _ns(script.load_duration)
         body = load_only_body(gen.endpoint, gen.model, gen.done_reason, due + _wall_offset())
-        data = full_response(200, JSON_UTF8, body)
+        data = conn.full(200, JSON_UTF8, body)
         await sleep_until(due)
-        rec.first_write_ns = rec.done_write_ns = await write_all(writer, data)
+        rec.first_write_ns = rec.done_write_ns = await conn.write(data)
     elif gen.stream:
-        await _stream(_ChunkWriter(writer, rec), gen, rec)
+        await _stream(_ChunkWriter(conn, rec), gen, rec)
     else:
-        await _whole(writer, gen, rec)
+        await _whole(conn, gen, rec)
 
 
 class _ChunkWriter:
     """Writes NDJSON lines as HTTP chunks; the first write carries the status and headers."""
 
-    def __init__(self, writer: asyncio.StreamWriter, rec: RecordedRequest) -> None:
-        self._writer = writer
+    def __init__(self, conn: HttpConnection, rec: RecordedRequest) -> None:
+        self._conn = conn
         self._rec = rec
-        self._started = False
+        self._head_built = False
+
+    def _head(self) -> bytes:
+        if self._head_built:
+            return b""
+        self._head_built = True
+        return self._conn.head(200, NDJSON)
 
     def frame(self, line: bytes) -> bytes:
         """Return ``line`` as one chunk, after the status line and headers if none were sent."""
-        data = chunk(line) if line else LAST_CHUNK
-        return data if self._started else stream_head() + data
+        head = self._head()
+        return head + (self._conn.data(line) if line else self._conn.end())
 
     async def write(self, framed: bytes) -> int:
         """Write what ``frame`` returned; return the monotonic ns just after."""
-        now = await write_all(self._writer, framed)
-        if not self._started:
-            self._started = True
+        now = await self._conn.write(framed)
+        if self._rec.first_write_ns is None:
             self._rec.first_write_ns = now
         return now
 
@@ -131,9 +128,10 @@ class _ChunkWriter:
 
     async def abort(self) -> None:
         """Drop the connection without the zero-length chunk (headers go out first if unsent)."""
-        if not self._started:
-            await self.write(stream_head())
-        self._writer.transport.abort()
+        head = self._head()
+        if head:
+            await self.write(head)
+        self._conn.abort()
 
 
 async def _stream(out: _ChunkWriter, gen: Generation, rec: RecordedRequest) -> None:
@@ -212,7 +210,7 @@ def _done(
     )
 
 
-async def _whole(writer: asyncio.StreamWriter, gen: Generation, rec: RecordedRequest) -> None:
+async def _whole(conn: HttpConnection, gen: Generation, rec: RecordedRequest) -> None:
     """``stream: false``: one object once the last token would have been generated."""
     script = gen.script
     step = NS_PER_S / script.tokens_per_second
@@ -233,10 +231,10 @@ async def _whole(writer: asyncio.StreamWriter, gen: Generation, rec: RecordedReq
         body = _malformed(gen.model)
     elif script.fault is Fault.NOT_JSON_OBJECT:
         body = b"[1,2]"
-    data = full_response(status, JSON_UTF8, body)
+    data = conn.full(status, JSON_UTF8, body)
     await sleep_until(due)
     if script.fault is Fault.TRUNCATE:  # a Content-Length body cut in half
-        rec.first_write_ns = await write_all(writer, data[: len(data) - len(body) // 2])
-        writer.transport.abort()
+        rec.first_write_ns = await conn.write(data[: len(data) - len(body) // 2])
+        conn.abort()
         return
-    rec.first_write_ns = rec.done_write_ns = await write_all(writer, data)
+    rec.first_write_ns = rec.done_write_ns = await conn.write(data)

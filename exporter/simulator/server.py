@@ -1,8 +1,8 @@
 """The simulator's asyncio server: routing, the control API and connection lifecycle.
 
-Each connection carries one request and is closed after the answer (``Connection: close``),
-which keeps the framing trivial. Handler tasks are tracked so ``close()`` can abort streams
-that are sleeping or stalled instead of waiting for them.
+A connection serves requests one after another until the client or a fault ends it. Handler
+tasks are tracked so ``close()`` can abort streams that are sleeping or stalled (and idle
+keep-alive connections) instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -20,14 +20,11 @@ from typing import Any
 from exporter.simulator.generation import respond
 from exporter.simulator.http11 import (
     JSON_UTF8,
-    MAX_HEAD_BYTES,
     TEXT_PLAIN,
     BadRequest,
+    HttpConnection,
     RecordedRequest,
     Request,
-    full_response,
-    read_request,
-    write_all,
 )
 from exporter.simulator.responses import (
     Endpoint,
@@ -55,6 +52,7 @@ _ROUTES: dict[str, frozenset[str]] = {
     "/api/chat": frozenset({"POST"}),
 }
 _CLOSE_TIMEOUT_S = 1.0
+SIMULATOR_VERSION = "0.0.0-simulator"
 
 
 class OllamaSimulator:
@@ -67,7 +65,10 @@ class OllamaSimulator:
     """
 
     def __init__(
-        self, scripts: Mapping[str, ModelScript] | None = None, *, version: str = "0.33.0"
+        self,
+        scripts: Mapping[str, ModelScript] | None = None,
+        *,
+        version: str = SIMULATOR_VERSION,
     ) -> None:
         self._scripts: dict[str, ModelScript] = dict(scripts or {})
         self._version = version
@@ -79,8 +80,7 @@ class OllamaSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Bind and start accepting; ``port=0`` picks a free port, read back from ``.port``."""
-        # The reader's limit caps a request head, as Go's server caps header bytes.
-        self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_HEAD_BYTES)
+        self._server = await asyncio.start_server(self._accept, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
@@ -97,6 +97,11 @@ class OllamaSimulator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), _CLOSE_TIMEOUT_S)
             self._server = None
+
+    async def wait_idle(self) -> None:
+        """Wait until every connection has ended, e.g. to prove a stream stopped early."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
 
     async def __aenter__(self) -> OllamaSimulator:
         await self.start()
@@ -129,9 +134,11 @@ class OllamaSimulator:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one request; client disconnects end it quietly, cancellation aborts it."""
+        """Serve requests until the connection ends; client disconnects end it quietly."""
+        conn = HttpConnection(reader, writer)
         try:
-            await self._serve_one(reader, writer)
+            while await self._serve_one(conn):
+                pass
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; Ollama stops generating, and so do we
         except asyncio.CancelledError:
@@ -150,19 +157,19 @@ class OllamaSimulator:
                 writer.transport.abort()  # close() does not wait for a client that won't read
                 raise
 
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_one(self, conn: HttpConnection) -> bool:
+        """Serve one request; return whether the connection can carry another."""
         try:
-            request = await read_request(reader, writer)
+            request = await conn.next_request()
         except BadRequest as exc:
-            data = full_response(exc.status, TEXT_PLAIN, str(exc).encode())
-            await write_all(writer, data)
-            return
+            await conn.refuse(exc.status, str(exc))
+            return False
         received_ns = time.monotonic_ns()
         if request is None:
-            return
+            return False
         if request.path.startswith(CONTROL_PREFIX):  # not recorded: it would pollute .requests
-            await write_all(writer, self._control(request))
-            return
+            await conn.write(self._control(conn, request))
+            return conn.next_cycle()
         rec = RecordedRequest(
             method=request.method,
             path=request.path,
@@ -171,57 +178,58 @@ class OllamaSimulator:
             received_ns=received_ns,
         )
         self.requests.append(rec)
-        await self._route(request, rec, writer)
+        await self._route(conn, request, rec)
+        return conn.next_cycle()
 
-    async def _route(
-        self, request: Request, rec: RecordedRequest, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _route(self, conn: HttpConnection, request: Request, rec: RecordedRequest) -> None:
         methods = _ROUTES.get(request.path)
         if methods is None:
-            data = full_response(404, TEXT_PLAIN, b"404 page not found")
+            data = conn.full(404, TEXT_PLAIN, b"404 page not found")
         elif request.method not in methods:
-            data = full_response(405, TEXT_PLAIN, b"405 method not allowed")
+            data = conn.full(405, TEXT_PLAIN, b"405 method not allowed")
         elif request.path in ("/api/generate", "/api/chat"):
             endpoint: Endpoint = "generate" if request.path == "/api/generate" else "chat"
             try:
                 generation = parse_generation(endpoint, request.body, self.script_for)
             except Reject as exc:
-                data = full_response(exc.status, JSON_UTF8, error_body(exc.message))
+                data = conn.full(exc.status, JSON_UTF8, error_body(exc.message))
             else:
-                await respond(writer, generation, rec)
+                await respond(conn, generation, rec)
                 return
         else:
-            data = self._simple(request)
-        rec.first_write_ns = await write_all(writer, data)
+            status, ctype, body = self._simple(request)
+            data = conn.full(status, ctype, body)
+        rec.first_write_ns = await conn.write(data)
 
-    def _simple(self, request: Request) -> bytes:
+    def _simple(self, request: Request) -> tuple[int, str, bytes]:
         """Answer the instant routes (everything but generation)."""
-        head_only = request.method == "HEAD"
         if request.path == "/":
-            return full_response(200, TEXT_PLAIN, b"Ollama is running", head_only=head_only)
+            return 200, TEXT_PLAIN, b"Ollama is running"
         if request.path == "/api/version":
-            body = dumps({"version": self._version})
-        elif request.path == "/api/tags":
-            body = tags_body(self._scripts)
-        elif request.path == "/api/ps":
-            body = ps_body(self._scripts)
-        else:  # /api/show
-            return self._show(request.body)
-        return full_response(200, JSON_UTF8, body, head_only=head_only)
+            return 200, JSON_UTF8, dumps({"version": self._version})
+        if request.path == "/api/tags":
+            return 200, JSON_UTF8, tags_body(self._scripts)
+        if request.path == "/api/ps":
+            return 200, JSON_UTF8, ps_body(self._scripts)
+        return self._show(request.body)
 
-    def _show(self, raw: bytes) -> bytes:
+    def _show(self, raw: bytes) -> tuple[int, str, bytes]:
         body = _parse_json(raw)
         name = (body.get("model") or body.get("name")) if isinstance(body, dict) else None
         if not isinstance(name, str) or not name:
-            return full_response(400, JSON_UTF8, error_body("model is required"))
+            return 400, JSON_UTF8, error_body("model is required")
         script = self.script_for(name)
         if script is None:
-            return full_response(404, JSON_UTF8, error_body(f"model '{name}' not found"))
-        return full_response(200, JSON_UTF8, show_body(name, script))
+            return 404, JSON_UTF8, error_body(f"model '{name}' not found")
+        return 200, JSON_UTF8, show_body(name, script)
 
-    def _control(self, request: Request) -> bytes:
+    def _control(self, conn: HttpConnection, request: Request) -> bytes:
         """The simulator's own API, for tests and demos driving it from another process."""
-        handlers: dict[str, Callable[[Request], bytes]]
+        status, ctype, body = self._control_answer(request)
+        return conn.full(status, ctype, body)
+
+    def _control_answer(self, request: Request) -> tuple[int, str, bytes]:
+        handlers: dict[str, Callable[[Request], tuple[int, str, bytes]]]
         if request.path == "/_simulator/requests":
             handlers = {"GET": self._list_requests, "DELETE": self._clear_requests}
         elif request.path == "/_simulator/models":
@@ -229,36 +237,35 @@ class OllamaSimulator:
         elif _MODEL_PATH.match(request.path):
             handlers = {"PUT": self._put_model}
         else:
-            return full_response(404, TEXT_PLAIN, b"404 page not found")
+            return 404, TEXT_PLAIN, b"404 page not found"
         handler = handlers.get(request.method)
         if handler is None:
-            return full_response(405, TEXT_PLAIN, b"405 method not allowed")
+            return 405, TEXT_PLAIN, b"405 method not allowed"
         return handler(request)
 
-    def _list_requests(self, _: Request) -> bytes:
-        return full_response(200, JSON_UTF8, dumps([rec.to_json() for rec in self.requests]))
+    def _list_requests(self, _: Request) -> tuple[int, str, bytes]:
+        return 200, JSON_UTF8, dumps([rec.to_json() for rec in self.requests])
 
-    def _clear_requests(self, _: Request) -> bytes:
+    def _clear_requests(self, _: Request) -> tuple[int, str, bytes]:
         self.requests.clear()
-        return full_response(200, JSON_UTF8, b"[]")
+        return 200, JSON_UTF8, b"[]"
 
-    def _list_models(self, _: Request) -> bytes:
-        body = dumps({name: script_to_dict(s) for name, s in self._scripts.items()})
-        return full_response(200, JSON_UTF8, body)
+    def _list_models(self, _: Request) -> tuple[int, str, bytes]:
+        return 200, JSON_UTF8, dumps({name: script_to_dict(s) for name, s in self._scripts.items()})
 
-    def _put_model(self, request: Request) -> bytes:
+    def _put_model(self, request: Request) -> tuple[int, str, bytes]:
         """Merge the body's fields over the model's current script (or the defaults)."""
         name = request.path.removeprefix("/_simulator/models/")
         try:
             fields = json.loads(request.body or b"{}")
         except ValueError as exc:
-            return full_response(400, JSON_UTF8, error_body(f"invalid JSON: {exc}"))
+            return 400, JSON_UTF8, error_body(f"invalid JSON: {exc}")
         try:
             script = apply_overrides(self._scripts.get(name, ModelScript()), fields, name)
         except ValueError as exc:
-            return full_response(400, JSON_UTF8, error_body(str(exc)))
+            return 400, JSON_UTF8, error_body(str(exc))
         self._scripts[name] = script
-        return full_response(200, JSON_UTF8, dumps(script_to_dict(script)))
+        return 200, JSON_UTF8, dumps(script_to_dict(script))
 
 
 def _parse_json(raw: bytes) -> Any:
