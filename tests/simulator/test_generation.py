@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from exporter.simulator import ModelScript, OllamaSimulator
+from tests.simulator.helpers import http_client
 
 FAST = ModelScript(first_token_delay=0.01, tokens_per_second=1000.0, tokens=5)
 GENERATE = {"model": "m:1b", "prompt": "One sentence about the sea."}
@@ -37,7 +38,7 @@ async def post_stream(
 ) -> tuple[httpx.Response, list[bytes]]:
     """POST and return the response and its raw NDJSON lines (split by hand, not aiter_lines)."""
     async with (
-        httpx.AsyncClient(base_url=sim.url) as client,
+        http_client(sim.url) as client,
         client.stream("POST", path, json=body) as response,
     ):
         raw = b"".join([piece async for piece in response.aiter_bytes()])
@@ -173,7 +174,7 @@ class TestNonStreaming:
     async def test_stream_false_returns_one_object(self, sim: OllamaSimulator) -> None:
         """stream:false answers one JSON object with the whole text and the done fields."""
         with_script(sim, thinking_tokens=1)
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/generate", json={**GENERATE, "stream": False})
         assert response.headers["content-type"] == "application/json; charset=utf-8"
         obj = response.json()
@@ -194,7 +195,7 @@ class TestNonStreaming:
 
     async def test_load_only_chat(self, sim: OllamaSimulator) -> None:
         """Empty messages get one load object, not a stream, and no metrics."""
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/chat", json={"model": "m:1b", "messages": []})
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json; charset=utf-8"
@@ -207,7 +208,7 @@ class TestNonStreaming:
 
     async def test_load_only_generate(self, sim: OllamaSimulator) -> None:
         """An empty prompt gets response "" and done_reason load."""
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/generate", json={"model": "m:1b", "prompt": ""})
         obj = response.json()
         assert list(obj) == ["model", "created_at", "response", "done", "done_reason"]
@@ -217,7 +218,7 @@ class TestNonStreaming:
 class TestErrors:
     async def test_unknown_model_is_json_404(self, sim: OllamaSimulator) -> None:
         """An unknown model is a 404 with Ollama's exact JSON body and no trailing newline."""
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/chat", json={**CHAT, "model": "llama3.2:3b"})
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json; charset=utf-8"
@@ -225,7 +226,7 @@ class TestErrors:
 
     async def test_bad_json_is_400(self, sim: OllamaSimulator) -> None:
         """A body that is not JSON is a 400 with a JSON error object."""
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/generate", content=b"{nope")
         assert response.status_code == 400
         assert list(response.json()) == ["error"]
@@ -233,7 +234,7 @@ class TestErrors:
     async def test_wrong_option_type_is_500(self, sim: OllamaSimulator) -> None:
         """A string num_predict is a 500, as in Ollama."""
         body = {**GENERATE, "options": {"num_predict": "10"}}
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/generate", json=body)
         assert response.status_code == 500
         assert response.json() == {"error": 'option "num_predict" must be of type integer'}
