@@ -146,6 +146,17 @@ class HttpConnection:
         self._eof = not data
         self._h11.receive_data(data)
 
+    async def client_gone(self) -> None:
+        """Return once the client has closed the connection (while a response is under way).
+
+        Bytes that arrive meanwhile (a pipelined request) are kept for ``next_request``.
+        """
+        with contextlib.suppress(ConnectionError):
+            while data := await self._reader.read(RECEIVE_BYTES):
+                self._h11.receive_data(data)
+        self._eof = True
+        self._h11.receive_data(b"")
+
     def _request(self, start: h11.Request, body: bytes) -> Request:
         method = start.method.decode("ascii")
         self._head_only = method == "HEAD"

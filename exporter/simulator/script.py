@@ -59,6 +59,7 @@ def _fault(value: Any) -> Any:
 
 Seconds = Annotated[float, Field(ge=0)]
 Count = Annotated[int, BeforeValidator(_integral), Field(ge=0)]
+Rate = Annotated[float, Field(gt=0)]
 
 
 # Strict: no "yes" for a bool, no "3" or True for a number; a typo'd field name is an error.
@@ -66,15 +67,24 @@ Count = Annotated[int, BeforeValidator(_integral), Field(ge=0)]
 class ModelScript:
     """How one simulated model behaves; all durations are seconds.
 
+    A request's first chunk is due ``first_token_delay`` (plus the prefill, when
+    ``prompt_tokens_per_second`` is set) after generation can start: at once for a loaded
+    model with a free slot, else after the cold load and the wait for a slot.
+
     Fields:
-        first_token_delay: from the request being fully received to the first chunk (and the
-            status line and headers, which leave with it) being written.
+        first_token_delay: from the request being fully received (or leaving the queue) to
+            the first chunk (and the status line and headers, which leave with it).
         tokens_per_second: decode pace; text chunk ``i`` is due at ``t_first + i / rate``.
         tokens: tokens the model wants to generate; ``options.num_predict`` caps it, and a cap
             below it makes ``done_reason`` ``length`` instead of ``stop``.
         thinking_tokens: how many of the generated tokens come first, as thinking text.
-        prompt_eval_count, prompt_eval_duration, load_duration: reported as-is in the done
-            chunk (durations as integer ns); they do not change the timing.
+        prompt_eval_count: reported prompt tokens; ``None`` derives them from the request's
+            prompt text at about 4 characters per token (``validate.prompt_tokens``).
+        prompt_tokens_per_second: prefill pace; when set, ``prompt_eval_count / rate`` is
+            added before the first token and reported as ``prompt_eval_duration``.
+        prompt_eval_duration, load_duration: reported as-is in the done chunk (integer ns)
+            without changing the timing (a prefill rate overrides the former, a cold load
+            adds its wait to the latter).
         eval_duration: the reported decode time; ``None`` means ``generated / rate``.
         report_counts: ``False`` drops ``eval_*`` and ``prompt_eval_*`` from the done chunk,
             like a proxy that strips them.
@@ -84,13 +94,25 @@ class ModelScript:
         fault_after: text chunks written before a mid-stream fault acts.
         stall_seconds: for ``Fault.STALL``, the pause after ``fault_after`` chunks; every
             later chunk is shifted by it.
+        loaded: whether the model starts out resident (listed by ``/api/ps``). A request for
+            a model that is not waits ``cold_load_delay`` while it loads (requests arriving
+            meanwhile wait for the same load), and it then stays loaded for the keep-alive.
+        cold_load_delay: the load's duration, added to TTFT and to ``load_duration``.
+        vram_fraction: share of the model in GPU memory: ``/api/ps`` reports ``size_vram =
+            size * vram_fraction`` (0 = CPU only, below 1 = partial offload).
+        num_parallel: requests generating at once (``OLLAMA_NUM_PARALLEL``); the others wait
+            for a slot, which grows their TTFT and never fails. 0 = no limit.
+        max_queue: requests that may wait for a cold load besides the one that started it
+            (``OLLAMA_MAX_QUEUE``); beyond it Ollama answers 503 at once. As in Ollama, a
+            loaded model's slot queue is not bounded by it.
     """
 
     first_token_delay: Seconds = 0.05
-    tokens_per_second: Annotated[float, Field(gt=0)] = 50.0
+    tokens_per_second: Rate = 50.0
     tokens: Count = 64
     thinking_tokens: Count = 0
-    prompt_eval_count: Count = 26
+    prompt_eval_count: Count | None = None
+    prompt_tokens_per_second: Rate | None = None
     prompt_eval_duration: Seconds = 0.02
     load_duration: Seconds = 0.003
     eval_duration: Seconds | None = None
@@ -99,6 +121,11 @@ class ModelScript:
     fault: Annotated[Fault | None, BeforeValidator(_fault)] = None
     fault_after: Count = 0
     stall_seconds: Seconds = 0.0
+    loaded: bool = True
+    cold_load_delay: Seconds = 0.6
+    vram_fraction: Annotated[float, Field(ge=0, le=1)] = 1.0
+    num_parallel: Count = 0
+    max_queue: Count = 512
 
 
 _ADAPTER = TypeAdapter(ModelScript)
@@ -163,13 +190,14 @@ DEMO_SCRIPTS: dict[str, ModelScript] = {
         prompt_eval_count=19,
         prompt_eval_duration=0.015,
     ),
-    # CPU-only inference: slow prefill and a single-digit decode rate.
+    # CPU-only inference: slow prefill and a single-digit decode rate, nothing in VRAM.
     "tinyllama:cpu": ModelScript(
         first_token_delay=0.6,
         tokens_per_second=9.0,
         tokens=24,
         prompt_eval_count=40,
         prompt_eval_duration=0.55,
+        vram_fraction=0.0,
     ),
     # A runner that crashes on every request after 5 chunks.
     "flaky:latest": ModelScript(

@@ -3,6 +3,11 @@
 A connection serves requests one after another until the client or a fault ends it. Handler
 tasks are tracked so ``close()`` can abort streams that are sleeping or stalled (and idle
 keep-alive connections) instead of waiting for them.
+
+The control API (not recorded in ``requests``), for tests and demos in another process:
+``GET``/``DELETE /_simulator/requests``, ``GET /_simulator/models`` (every script),
+``GET /_simulator/models/{name}`` (its script and state: residency, loads, requests per
+API) and ``PUT /_simulator/models/{name}`` (merge fields into its script).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -27,7 +32,6 @@ from exporter.simulator.http11 import (
     Request,
 )
 from exporter.simulator.responses import (
-    Endpoint,
     dumps,
     error_body,
     full_name,
@@ -36,7 +40,8 @@ from exporter.simulator.responses import (
     tags_body,
 )
 from exporter.simulator.script import ModelScript, apply_overrides, script_to_dict
-from exporter.simulator.validate import Reject, parse_generation
+from exporter.simulator.state import ModelState
+from exporter.simulator.validate import Api, Generation, Reject, parse_generation
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,10 @@ _ROUTES: dict[str, frozenset[str]] = {
     "/api/generate": frozenset({"POST"}),
     "/api/chat": frozenset({"POST"}),
 }
+_GENERATION: dict[str, Api] = {
+    "/api/generate": "generate",
+    "/api/chat": "chat",
+}
 _CLOSE_TIMEOUT_S = 1.0
 SIMULATOR_VERSION = "0.0.0-simulator"
 
@@ -62,6 +71,7 @@ class OllamaSimulator:
 
         async with OllamaSimulator({"llama3.2:1b": ModelScript(first_token_delay=0.2)}) as sim:
             ...  # point a client at sim.url; inspect sim.requests afterwards
+            sim.model_state("llama3.2:1b").requests  # e.g. Counter({"generate": 1})
     """
 
     def __init__(
@@ -71,6 +81,7 @@ class OllamaSimulator:
         version: str = SIMULATOR_VERSION,
     ) -> None:
         self._scripts: dict[str, ModelScript] = dict(scripts or {})
+        self._states = {name: ModelState(s.loaded) for name, s in self._scripts.items()}
         self._version = version
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -116,15 +127,35 @@ class OllamaSimulator:
         await self.close()
 
     def set_script(self, model: str, script: ModelScript) -> None:
-        """Replace (or add) a model's script; requests received afterwards use it."""
+        """Replace (or add) a model's script; requests received afterwards use it.
+
+        The model becomes resident or not as ``script.loaded`` says; its counters are kept.
+        """
         self._scripts[model] = script
+        self._state(model).reset(script.loaded)
 
     def script_for(self, model: str) -> ModelScript | None:
         """Return the script for ``model``, accepting ``name`` for ``name:latest`` and back."""
+        key = self._key_for(model)
+        return None if key is None else self._scripts[key]
+
+    def model_state(self, model: str) -> ModelState:
+        """Return a model's residency and counters (``loads``, ``requests``, ``loaded()``)."""
+        key = self._key_for(model)
+        if key is None:
+            raise KeyError(model)
+        return self._state(key)
+
+    def _key_for(self, model: str) -> str | None:
         for candidate in (model, full_name(model), model.removesuffix(":latest")):
             if candidate in self._scripts:
-                return self._scripts[candidate]
+                return candidate
         return None
+
+    def _state(self, key: str) -> ModelState:
+        if key not in self._states:
+            self._states[key] = ModelState(self._scripts[key].loaded)
+        return self._states[key]
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A plain callback: the task is ours, so close() can cancel it and a cancelled
@@ -187,14 +218,16 @@ class OllamaSimulator:
             data = conn.full(404, TEXT_PLAIN, b"404 page not found")
         elif request.method not in methods:
             data = conn.full(405, TEXT_PLAIN, b"405 method not allowed")
-        elif request.path in ("/api/generate", "/api/chat"):
-            endpoint: Endpoint = "generate" if request.path == "/api/generate" else "chat"
+        elif request.path in _GENERATION:
+            api = _GENERATION[request.path]
             try:
-                generation = parse_generation(endpoint, request.body, self.script_for)
+                gen = _parse(api, request.body, self.script_for)
             except Reject as exc:
-                data = conn.full(exc.status, JSON_UTF8, error_body(exc.message))
+                data = conn.full(exc.status, *_reject_body(api, exc))
             else:
-                await respond(conn, generation, rec)
+                state = self.model_state(gen.model)
+                state.requests[api] += 1
+                await _until_client_leaves(conn, respond(conn, gen, rec, state))
                 return
         else:
             status, ctype, body = self._simple(request)
@@ -210,8 +243,13 @@ class OllamaSimulator:
         if request.path == "/api/tags":
             return 200, JSON_UTF8, tags_body(self._scripts)
         if request.path == "/api/ps":
-            return 200, JSON_UTF8, ps_body(self._scripts)
+            return 200, JSON_UTF8, ps_body(self._loaded())
         return self._show(request.body)
+
+    def _loaded(self) -> list[tuple[str, ModelScript, int]]:
+        """Return ``(name, script, expires_at_unix_ns)`` of every resident model."""
+        states = [(name, script, self._state(name)) for name, script in self._scripts.items()]
+        return [(name, script, st.expires_at_ns()) for name, script, st in states if st.loaded()]
 
     def _show(self, raw: bytes) -> tuple[int, str, bytes]:
         body = _parse_json(raw)
@@ -235,7 +273,7 @@ class OllamaSimulator:
         elif request.path == "/_simulator/models":
             handlers = {"GET": self._list_models}
         elif _MODEL_PATH.match(request.path):
-            handlers = {"PUT": self._put_model}
+            handlers = {"GET": self._get_model, "PUT": self._put_model}
         else:
             return 404, TEXT_PLAIN, b"404 page not found"
         handler = handlers.get(request.method)
@@ -253,8 +291,20 @@ class OllamaSimulator:
     def _list_models(self, _: Request) -> tuple[int, str, bytes]:
         return 200, JSON_UTF8, dumps({name: script_to_dict(s) for name, s in self._scripts.items()})
 
+    def _get_model(self, request: Request) -> tuple[int, str, bytes]:
+        """A model's script and state: residency and per-API generation request counts."""
+        name = request.path.removeprefix("/_simulator/models/")
+        key = self._key_for(name)
+        if key is None:
+            return 404, JSON_UTF8, error_body(f"model '{name}' not found")
+        script = script_to_dict(self._scripts[key])
+        return 200, JSON_UTF8, dumps({"script": script, "state": self._state(key).to_json()})
+
     def _put_model(self, request: Request) -> tuple[int, str, bytes]:
-        """Merge the body's fields over the model's current script (or the defaults)."""
+        """Merge the body's fields over the model's current script (or the defaults).
+
+        The model's residency is reset only when the body sets ``loaded``.
+        """
         name = request.path.removeprefix("/_simulator/models/")
         try:
             fields = json.loads(request.body or b"{}")
@@ -265,7 +315,37 @@ class OllamaSimulator:
         except ValueError as exc:
             return 400, JSON_UTF8, error_body(str(exc))
         self._scripts[name] = script
+        if isinstance(fields, dict) and "loaded" in fields:
+            self._state(name).reset(script.loaded)
         return 200, JSON_UTF8, dumps(script_to_dict(script))
+
+
+async def _until_client_leaves(conn: HttpConnection, answer: Coroutine[Any, Any, None]) -> None:
+    """Run ``answer`` but stop it if the client closes the connection first.
+
+    Ollama stops generating when its client disconnects, and a client that leaves while
+    queued gives up its place or, if nobody else waits, the model's load.
+    """
+    work = asyncio.ensure_future(answer)
+    gone = asyncio.ensure_future(conn.client_gone())
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, gone):
+            task.cancel()
+        await asyncio.wait({work, gone})
+    if not work.cancelled():
+        work.result()  # re-raise what answering raised, e.g. a write to a closed socket
+
+
+def _parse(api: Api, raw: bytes, lookup: Callable[[str], ModelScript | None]) -> Generation:
+    assert api != "openai"
+    return parse_generation(api, raw, lookup)
+
+
+def _reject_body(api: Api, exc: Reject) -> tuple[str, bytes]:
+    """Content type and body of a refusal, in the shape of the request's API."""
+    return JSON_UTF8, error_body(exc.message)
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -238,3 +238,57 @@ class TestErrors:
             response = await client.post("/api/generate", json=body)
         assert response.status_code == 500
         assert response.json() == {"error": 'option "num_predict" must be of type integer'}
+
+
+class TestStreamFalseTiming:
+    @pytest.mark.parametrize(("path", "body"), [("/api/generate", GENERATE), ("/api/chat", CHAT)])
+    async def test_answer_waits_for_the_whole_generation(
+        self, sim: OllamaSimulator, path: str, body: dict[str, Any]
+    ) -> None:
+        """stream:false answers once the last token is due, with the whole text and done fields."""
+        with_script(sim, first_token_delay=0.02, tokens_per_second=100.0)
+        async with http_client(sim.url) as client:
+            response = await client.post(path, json={**body, "stream": False})
+        obj = response.json()
+        text = obj["response"] if path == "/api/generate" else obj["message"]["content"]
+        assert (text, obj["done"], obj["eval_count"]) == ("Waves roll in from the", True, 5)
+        rec = sim.requests[-1]
+        assert rec.done_write_ns is not None
+        assert rec.text_write_ns == []
+        assert rec.done_write_ns - rec.received_ns >= 60_000_000  # 20 ms + 4 steps of 10 ms
+
+
+class TestPromptTokens:
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/api/generate", {"model": "m:1b", "prompt": "x" * 300, "system": "y" * 100}),
+            (
+                "/api/chat",
+                {"model": "m:1b", "messages": [{"content": "x" * 200}, {"content": "y" * 200}]},
+            ),
+        ],
+    )
+    async def test_count_follows_the_prompt_length(
+        self, sim: OllamaSimulator, path: str, body: dict[str, Any]
+    ) -> None:
+        """Without a scripted count, 400 characters of prompt text report 100 prompt tokens."""
+        _, objs = await post_objects(sim, path, body)
+        assert objs[-1]["prompt_eval_count"] == 100
+
+    async def test_scripted_count_wins(self, sim: OllamaSimulator) -> None:
+        """A scripted prompt_eval_count is reported whatever the prompt."""
+        with_script(sim, prompt_eval_count=26)
+        _, objs = await post_objects(sim, "/api/generate", {**GENERATE, "prompt": "x" * 999})
+        assert objs[-1]["prompt_eval_count"] == 26
+
+    async def test_long_prompt_slows_the_first_token(self, sim: OllamaSimulator) -> None:
+        """With a prefill rate, prefill time grows with the prompt and delays the first token."""
+        with_script(sim, prompt_tokens_per_second=10_000.0)
+        _, short = await post_objects(sim, "/api/generate", {**GENERATE, "prompt": "hi there"})
+        _, long = await post_objects(sim, "/api/generate", {**GENERATE, "prompt": "x" * 4000})
+        assert (short[-1]["prompt_eval_count"], long[-1]["prompt_eval_count"]) == (2, 1000)
+        assert long[-1]["prompt_eval_duration"] == 100_000_000  # 1000 tokens at 10k/s
+        short_ttft, long_ttft = (rec.text_write_ns[0] - rec.received_ns for rec in sim.requests)
+        assert long_ttft >= 110_000_000  # 10 ms first-token delay + 100 ms prefill
+        assert short_ttft < long_ttft - 50_000_000

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exporter.simulator import ModelScript
-from exporter.simulator.validate import Reject, parse_generation
+from exporter.simulator.validate import Reject, parse_generation, prompt_tokens
 
 SCRIPTS = {
     "m:1b": ModelScript(tokens=10),
@@ -130,3 +130,48 @@ class TestParseGeneration:
         assert not parse({"model": "ctx", "prompt": "x", "raw": True}).context
         assert not parse({"model": "ctx", "messages": [{}]}, "chat").context
         assert not parse({"model": "m:1b", "prompt": "x"}).context
+
+
+class TestKeepAlive:
+    @pytest.mark.parametrize(
+        ("value", "seconds"),
+        [
+            (None, None),
+            (0, 0.0),
+            ("0", 0.0),
+            (30, 30.0),
+            (-1, -1.0),
+            ("5m", 300.0),
+            ("1h30m", 5400.0),
+            ("1.5s", 1.5),
+            ("300ms", 0.3),
+            ("-1m", -60.0),
+        ],
+    )
+    def test_parsed_like_go_durations(self, value: object, seconds: float | None) -> None:
+        """keep_alive is seconds as a number, or a Go duration string."""
+        body = {"model": "m:1b", "prompt": "x", "keep_alive": value}
+        assert parse(body).keep_alive == seconds
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ("300", 'time: missing unit in duration "300"'),
+            ("soon", 'time: invalid duration "soon"'),
+        ],
+    )
+    def test_bad_duration_is_400(self, value: str, message: str) -> None:
+        """A duration Go cannot parse is refused with its error text."""
+        assert rejected({"model": "m:1b", "prompt": "x", "keep_alive": value}) == (400, message)
+
+    def test_zero_keep_alive_with_empty_prompt_unloads(self) -> None:
+        """An empty prompt with keep_alive "0s" is an unload request."""
+        gen = parse({"model": "m:1b", "keep_alive": "0s"})
+        assert (gen.load_only, gen.done_reason) == (True, "unload")
+
+
+class TestPromptTokens:
+    @pytest.mark.parametrize(("chars", "tokens"), [(0, 1), (1, 1), (4, 1), (5, 2), (400, 100)])
+    def test_about_four_characters_per_token(self, chars: int, tokens: int) -> None:
+        """The approximation rounds up and never reports fewer than one token."""
+        assert tokens == prompt_tokens(chars)
