@@ -5,7 +5,7 @@ start (the request's receipt, unless it waited for a load or a slot): text chunk
 due at ``start + first_token_delay + prefill + i / rate`` (plus a stall, if scripted), so
 sleep overshoot never accumulates. Nothing is written before the first chunk: the status
 line and headers leave with it, as in Ollama. The shapes come from a wire format: NDJSON
-for ``/api/generate`` and ``/api/chat``.
+for ``/api/generate`` and ``/api/chat``, SSE for ``/v1/chat/completions``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import Protocol
 
+from exporter.simulator import openai
 from exporter.simulator.http11 import JSON_UTF8, NDJSON, TEXT_PLAIN, HttpConnection, RecordedRequest
 from exporter.simulator.responses import (
     NS_PER_S,
@@ -132,9 +133,59 @@ class NativeWire:
         )
 
 
+class OpenAIWire:
+    """``/v1/chat/completions``: SSE frames of ``chat.completion.chunk`` objects."""
+
+    content_type = openai.SSE
+    json_type = openai.JSON
+
+    def __init__(self, gen: Generation, received_ns: int) -> None:
+        self._gen = gen
+        created_s = (received_ns + time.time_ns() - time.monotonic_ns()) // NS_PER_S
+        self._envelope = openai.Envelope(gen.model, created_s)
+
+    def text(self, index: int, unix_ns: int) -> bytes:
+        text = token_text(index, self._gen.thinking)
+        thinking = index < self._gen.thinking
+        chunk = self._envelope.chunk("" if thinking else text, text if thinking else "")
+        return openai.sse(chunk)
+
+    def done(self, metrics: Metrics, unix_ns: int) -> bytes:
+        frames = [openai.sse(self._envelope.chunk("", finish_reason=self._gen.done_reason))]
+        if self._gen.include_usage:
+            usage = self._envelope.usage_chunk(*self._counts(metrics))
+            frames.append(openai.sse(usage))
+        return b"".join([*frames, openai.DONE_FRAME])
+
+    def error_line(self) -> bytes:
+        # The middleware decodes the runner's error line as an empty chat chunk [inferred].
+        return openai.sse(self._envelope.chunk(""))
+
+    def malformed(self) -> bytes:
+        return b'data: {"id":"chatcmpl-1","obj\n\n'
+
+    def not_object(self) -> bytes:
+        return b"data: [1,2]\n\n"
+
+    def whole(self, metrics: Metrics, unix_ns: int, *, done: bool = True) -> bytes:
+        thinking, content = _texts(self._gen)
+        reason = self._gen.done_reason if done else None
+        counts = self._counts(metrics) if done else (0, 0)
+        return self._envelope.completion(content, thinking, reason, *counts)
+
+    def error(self, status: int, message: str) -> tuple[str, bytes]:
+        # Errors from the native handler pass through the middleware's JSON encoder.
+        return openai.JSON, openai.error_body(status, message) + b"\n"
+
+    def _counts(self, metrics: Metrics) -> tuple[int, int]:
+        if not self._gen.script.report_counts:
+            return 0, 0
+        return metrics.prompt_eval_count, metrics.eval_count
+
+
 def wire_for(gen: Generation, received_ns: int) -> Wire:
     """Return the wire format of ``gen``'s API."""
-    return NativeWire(gen)
+    return OpenAIWire(gen, received_ns) if gen.api == "openai" else NativeWire(gen)
 
 
 def _texts(gen: Generation) -> tuple[str, str]:

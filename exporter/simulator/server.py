@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
+from exporter.simulator import openai
 from exporter.simulator.generation import respond
 from exporter.simulator.http11 import (
     JSON_UTF8,
@@ -41,7 +42,7 @@ from exporter.simulator.responses import (
 )
 from exporter.simulator.script import ModelScript, apply_overrides, script_to_dict
 from exporter.simulator.state import ModelState
-from exporter.simulator.validate import Api, Generation, Reject, parse_generation
+from exporter.simulator.validate import Api, Generation, Reject, parse_generation, parse_openai
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,12 @@ _ROUTES: dict[str, frozenset[str]] = {
     "/api/show": frozenset({"POST"}),
     "/api/generate": frozenset({"POST"}),
     "/api/chat": frozenset({"POST"}),
+    "/v1/chat/completions": frozenset({"POST"}),
 }
 _GENERATION: dict[str, Api] = {
     "/api/generate": "generate",
     "/api/chat": "chat",
+    "/v1/chat/completions": "openai",
 }
 _CLOSE_TIMEOUT_S = 1.0
 SIMULATOR_VERSION = "0.0.0-simulator"
@@ -339,13 +342,19 @@ async def _until_client_leaves(conn: HttpConnection, answer: Coroutine[Any, Any,
 
 
 def _parse(api: Api, raw: bytes, lookup: Callable[[str], ModelScript | None]) -> Generation:
-    assert api != "openai"
+    if api == "openai":
+        return parse_openai(raw, lookup)
     return parse_generation(api, raw, lookup)
 
 
 def _reject_body(api: Api, exc: Reject) -> tuple[str, bytes]:
     """Content type and body of a refusal, in the shape of the request's API."""
-    return JSON_UTF8, error_body(exc.message)
+    if api != "openai":
+        return JSON_UTF8, error_body(exc.message)
+    body = openai.error_body(exc.status, exc.message)
+    # The middleware's own refusals use gin's c.JSON; the native handler's pass through
+    # the middleware's encoder, which ends with a newline and omits the charset.
+    return (JSON_UTF8, body) if exc.middleware else (openai.JSON, body + b"\n")
 
 
 def _parse_json(raw: bytes) -> Any:

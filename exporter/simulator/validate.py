@@ -1,7 +1,8 @@
 """Validate a generation request as Ollama does, deciding everything before any waiting.
 
 Errors come back as ``Reject`` with Ollama's status and message (ollama-wire.md §2, §5, §6),
-so the server can answer them without knowing the rules.
+so the server can answer them without knowing the rules. ``/v1/chat/completions`` is
+translated to the native chat request first, as Ollama's OpenAI middleware does.
 
 These are hand-written rather than pydantic models on purpose: what matters is Ollama's
 order of checks and its Go error texts, which a schema validator would not reproduce.
@@ -9,6 +10,7 @@ order of checks and its Go error texts, which a schema validator would not repro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -21,6 +23,7 @@ from exporter.simulator.script import ModelScript
 
 Api = Literal["generate", "chat", "openai"]
 THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
+REASONING_EFFORTS = ("high", "medium", "low", "none")
 CHARS_PER_TOKEN = 4
 _DURATION = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -87,6 +90,42 @@ def parse_generation(
     go_type = "api.GenerateRequest" if endpoint == "generate" else "api.ChatRequest"
     body = _json_object(raw, go_type)
     return _native(endpoint, body, lookup)
+
+
+def parse_openai(raw: bytes, lookup: Callable[[str], ModelScript | None]) -> Generation:
+    """Validate a ``/v1/chat/completions`` body: the middleware's checks, then chat's."""
+    if not raw.strip():
+        raise Reject(400, "EOF", middleware=True)
+    try:
+        body = _json_object(raw, "openai.ChatCompletionRequest")
+        max_tokens = body.get("max_tokens")
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+        ):
+            kind = "string" if isinstance(max_tokens, str) else "number"
+            raise Reject(
+                400,
+                f"json: cannot unmarshal {kind} into Go struct field "
+                "ChatCompletionRequest.max_tokens of type int",
+            )
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise Reject(400, "[] is too short - 'messages'")
+        think = _reasoning(body)
+    except Reject as exc:
+        raise Reject(exc.status, exc.message, middleware=True) from None
+    options = {} if max_tokens is None else {"num_predict": max_tokens}
+    stream_options = body.get("stream_options")
+    native = {
+        "model": body.get("model"),
+        "messages": messages,
+        "stream": body.get("stream") is True,  # /v1 defaults to not streaming
+        "options": options,
+        "think": think,
+    }
+    gen = _native("chat", native, lookup)
+    include = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
+    return dataclasses.replace(gen, api="openai", include_usage=include)
 
 
 def _json_object(raw: bytes, go_type: str) -> dict[str, Any]:
@@ -158,6 +197,22 @@ def _keep_alive(value: Any) -> float | None:
     sign = -1.0 if value.startswith("-") else 1.0
     parts = re.findall(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)", value)
     return sign * sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+
+
+def _reasoning(body: dict[str, Any]) -> bool | str | None:
+    """Map ``reasoning.effort`` or ``reasoning_effort`` to ``think``, as the middleware does."""
+    reasoning = body.get("reasoning")
+    effort = (
+        reasoning.get("effort") if isinstance(reasoning, dict) else body.get("reasoning_effort")
+    )
+    if not effort:
+        return None
+    if effort not in REASONING_EFFORTS:
+        raise Reject(
+            400,
+            f'invalid reasoning value: \'{effort}\' (must be "high", "medium", "low", or "none")',
+        )
+    return False if effort == "none" else str(effort)
 
 
 def _thinking_tokens(think: Any, model: str, script: ModelScript) -> int:
