@@ -25,7 +25,8 @@ class Fault(StrEnum):
     ``BUSY`` and ``BARE_404`` answer at once (a full queue and a proxy do not wait).
     ``HTTP_500`` and ``CLOSE_BEFORE_RESPONSE`` answer after ``first_token_delay``, like a
     load that fails. The others start a 200 stream and act after ``fault_after`` text chunks
-    (capped at the number of generated tokens, i.e. just before the done chunk).
+    (capped at the number of generated tokens, i.e. just before the done chunk). On
+    ``/v1/chat/completions`` they take OpenAI's shapes (error objects, SSE events).
     """
 
     BUSY = "busy"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from exporter.simulator import Fault, ModelScript, OllamaSimulator
-from tests.simulator.helpers import http_client
+from tests.simulator.clients import http_client
 
 BODY = {"model": "m:1b", "prompt": "hi"}
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from exporter.simulator import ModelScript, OllamaSimulator
-from tests.simulator.helpers import http_client
+from tests.simulator.clients import http_client
 
 FAST = ModelScript(first_token_delay=0.01, tokens_per_second=1000.0, tokens=5)
 GENERATE = {"model": "m:1b", "prompt": "One sentence about the sea."}

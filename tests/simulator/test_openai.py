@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from exporter.simulator import Fault, ModelScript, OllamaSimulator
-from tests.simulator.helpers import http_client
+from tests.simulator.clients import http_client
 
 FAST = ModelScript(first_token_delay=0.01, tokens_per_second=1000.0, tokens=5)
 PROMPT = "One sentence about the sea."  # 27 characters: 7 prompt tokens at ~4 per token

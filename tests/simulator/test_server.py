@@ -14,7 +14,7 @@ import pytest
 
 from exporter import __version__
 from exporter.simulator import DEFAULT_PORT, ModelScript, OllamaSimulator, serve_forever
-from tests.simulator.helpers import decode_chunks, http_client, raw_exchange, raw_post
+from tests.simulator.clients import decode_chunks, http_client, raw_exchange, raw_post
 
 FAST = ModelScript(first_token_delay=0.0, tokens_per_second=1000.0, tokens=3)
 SCRIPTS = {"llama3.2:1b": FAST, "qwen3:0.6b": ModelScript(thinking_tokens=2)}

@@ -18,7 +18,7 @@ import pytest
 
 from exporter.simulator import ModelScript, OllamaSimulator
 from exporter.simulator.http11 import RecordedRequest
-from tests.simulator.helpers import http_client
+from tests.simulator.clients import http_client
 
 FAST = ModelScript(first_token_delay=0.0, tokens_per_second=1000.0, tokens=3)
 COLD = dataclasses.replace(FAST, loaded=False, cold_load_delay=0.1)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from exporter.simulator import Fault, ModelScript, OllamaSimulator
-from tests.simulator.helpers import http_client
+from tests.simulator.clients import http_client
 
 MS = 1_000_000
 REQUEST = (

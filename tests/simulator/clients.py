@@ -1,4 +1,4 @@
-"""Helpers shared by the simulator's tests: cheap clients and raw-socket exchanges."""
+"""Clients for the simulator's tests: cheap httpx clients and raw-socket exchanges."""
 
 from __future__ import annotations
 
