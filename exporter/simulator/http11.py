@@ -1,13 +1,16 @@
-"""Just enough HTTP/1.1 for the simulator: one request per connection, framed by hand.
+"""HTTP/1.1 for the simulator: h11 parses requests, the simulator decides when bytes leave.
 
-Writing the bytes ourselves (instead of using an HTTP framework) is what lets the simulator
-hold back the status line and headers until the first chunk, as Ollama does, and fail in
-ways a framework would not allow (an unterminated chunked body, a silent close).
+h11 turns bytes into requests and responses into bytes but never touches the socket. That
+is what lets the simulator hold the status line and headers back until the first chunk (as
+Ollama does), write each chunk at its scripted time, and for faults write what h11 would
+not produce (a body cut short) or close without answering. A connection serves requests one
+after another (keep-alive) until the client, HTTP/1.0 or a fault ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -15,9 +18,15 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+import h11
+
+from exporter import __version__
+
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
-LAST_CHUNK = b"0\r\n\r\n"
+RECEIVE_BYTES = 64 * 1024
+_DRAIN_TIMEOUT_S = 0.5
+SERVER = f"ollama-probe-exporter-simulator/{__version__}"
 TEXT_PLAIN = "text/plain; charset=utf-8"
 JSON_UTF8 = "application/json; charset=utf-8"
 NDJSON = "application/x-ndjson"
@@ -79,109 +88,150 @@ class RecordedRequest:
         }
 
 
-async def read_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None = None
-) -> Request | None:
-    """Read one request; ``None`` if the client closed first, ``BadRequest`` if malformed.
+class HttpConnection:
+    """One client connection: ``next_request`` reads, the builders return bytes, ``write`` sends.
 
-    With ``writer``, ``Expect: 100-continue`` is answered before the body is read, as Go's
-    server does; curl sends it for large bodies and would otherwise wait a second.
+    Building a response (``head``, ``data``, ``end``, ``full``) only advances h11's state, so
+    the bytes can be prepared before a scripted wait and written the moment it ends.
     """
-    try:
-        first = await reader.readexactly(1)
-        if not first.isalpha():
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._head_only = False
+        self._eof = False
+
+    async def next_request(self) -> Request | None:
+        """Read one request; None if the client closed first, ``BadRequest`` if malformed.
+
+        ``Expect: 100-continue`` is answered before the body is read, as Go's server does;
+        curl sends it for large bodies and would otherwise wait a second.
+        """
+        start: h11.Request | None = None
+        body = bytearray()
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                if self._eof:
+                    return None  # closed mid-request: nobody to answer
+                raise BadRequest(str(exc), exc.error_status_hint) from None
+            if event is h11.NEED_DATA:
+                await self._receive()
+            elif isinstance(event, h11.Request):
+                start = event
+                if self._h11.they_are_waiting_for_100_continue:
+                    info = h11.InformationalResponse(
+                        status_code=100, headers=[], reason=b"Continue"
+                    )
+                    await self.write(self._send(info))
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY_BYTES:
+                    raise BadRequest("request body too large", 413)
+            elif isinstance(event, h11.EndOfMessage) and start is not None:
+                return self._request(start, bytes(body))
+            else:  # ConnectionClosed: the client left between requests
+                return None
+
+    async def _receive(self) -> None:
+        data = await self._reader.read(RECEIVE_BYTES)
+        idle = self._h11.their_state is h11.IDLE and not self._h11.trailing_data[0]
+        if idle and data and not data[:1].isalpha():
             # Not a method: most likely a TLS ClientHello (0x16) from an https:// URL, which
             # may never contain a CRLF. Answer now, as Go does to garbage, so the client's
             # handshake fails at once instead of waiting for a ServerHello forever.
             raise BadRequest("malformed request line")
-        head = first + await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError:
-        return None
-    except asyncio.LimitOverrunError:
-        raise BadRequest("request header too large", 431) from None
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise BadRequest("malformed request line")
-    method, target, _ = parts
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise BadRequest("malformed header line")
-        headers[name.lower()] = value.strip()
-    raw_path, _, query = target.partition("?")
-    if writer is not None and headers.get("expect", "").lower() == "100-continue":
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        await writer.drain()
-    try:
-        body = await _read_body(reader, headers)
-    except asyncio.IncompleteReadError:
-        return None
-    except asyncio.LimitOverrunError:
-        raise BadRequest("malformed chunked body") from None
-    return Request(method, unquote(raw_path), query, headers, body)
+        self._eof = not data
+        self._h11.receive_data(data)
+
+    async def client_gone(self) -> None:
+        """Return once the client has closed the connection (while a response is under way).
+
+        Bytes that arrive meanwhile (a pipelined request) are kept for ``next_request``.
+        """
+        with contextlib.suppress(ConnectionError):
+            while data := await self._reader.read(RECEIVE_BYTES):
+                self._h11.receive_data(data)
+        self._eof = True
+        self._h11.receive_data(b"")
+
+    def _request(self, start: h11.Request, body: bytes) -> Request:
+        method = start.method.decode("ascii")
+        self._head_only = method == "HEAD"
+        raw_path, _, query = start.target.decode("ascii", "replace").partition("?")
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in start.headers}
+        return Request(method, unquote(raw_path), query, headers, body)
+
+    def _send(self, event: h11.Event) -> bytes:
+        return self._h11.send(event) or b""
+
+    def head(self, status: int, content_type: str, length: int | None = None) -> bytes:
+        """Return the status line and headers; without ``length`` the body is chunked."""
+        headers = [("Content-Type", content_type)]
+        if length is not None:
+            headers.append(("Content-Length", str(length)))
+        headers += [("Date", formatdate(usegmt=True)), ("Server", SERVER)]
+        reason = HTTPStatus(status).phrase.encode()
+        return self._send(h11.Response(status_code=status, headers=headers, reason=reason))
+
+    def data(self, payload: bytes) -> bytes:
+        """Return ``payload`` framed as one chunk (so each NDJSON line is its own chunk)."""
+        return self._send(h11.Data(data=payload))
+
+    def end(self) -> bytes:
+        """Return the end of the body (the zero-length chunk when chunked)."""
+        return self._send(h11.EndOfMessage())
+
+    def full(self, status: int, content_type: str, body: bytes) -> bytes:
+        """Return a complete ``Content-Length`` response (headers only for ``HEAD``)."""
+        head = self.head(status, content_type, len(body))
+        return head + (b"" if self._head_only else self.data(body)) + self.end()
+
+    async def write(self, data: bytes) -> int:
+        """Write and drain ``data``; return ``time.monotonic_ns()`` just after."""
+        self._writer.write(data)
+        await self._writer.drain()
+        return time.monotonic_ns()
+
+    async def refuse(self, status: int, message: str) -> None:
+        """Answer a request that could not be parsed, then close without a reset.
+
+        The client may still be sending (an oversized head): closing with unread input would
+        reset the connection and could destroy the answer before it is read, so the input
+        is drained for a moment after the write side is shut, as Go's server does.
+        """
+        await self.write(error_response(status, message))
+        self._writer.write_eof()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+                while await self._reader.read(RECEIVE_BYTES):
+                    pass
+
+    def abort(self) -> None:
+        """Drop the connection at once, without ending the body."""
+        self._writer.transport.abort()
+
+    def next_cycle(self) -> bool:
+        """Get ready for the next request on this connection; False if it must close."""
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+            return True
+        return False
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return await _read_chunked(reader)
-    raw = headers.get("content-length", "0")
-    if not raw.isdigit():
-        raise BadRequest("invalid Content-Length")
-    length = int(raw)
-    if length > MAX_BODY_BYTES:
-        raise BadRequest("request body too large", 413)
-    return await reader.readexactly(length)
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    body = bytearray()
-    while True:
-        size_line = (await reader.readuntil(b"\r\n"))[:-2].split(b";")[0].strip()
-        try:
-            size = int(size_line, 16)
-        except ValueError:
-            raise BadRequest("malformed chunk size") from None
-        if len(body) + size > MAX_BODY_BYTES:
-            raise BadRequest("request body too large", 413)
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # skip trailers
-                pass
-            return bytes(body)
-        body += await reader.readexactly(size)
-        if await reader.readexactly(2) != b"\r\n":
-            raise BadRequest("malformed chunk")
-
-
-def response_head(status: int, headers: list[tuple[str, str]]) -> bytes:
-    """Return the status line and headers, with ``Date`` and ``Connection: close`` added."""
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    lines += [f"Date: {formatdate(usegmt=True)}", "Connection: close", "", ""]
-    return "\r\n".join(lines).encode("latin-1")
-
-
-def full_response(status: int, content_type: str, body: bytes, *, head_only: bool = False) -> bytes:
-    """Return a complete ``Content-Length`` response (headers only for ``HEAD``)."""
-    head = response_head(
-        status, [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    )
-    return head if head_only else head + body
-
-
-def stream_head() -> bytes:
-    """Return the head of a 200 NDJSON stream; it is only ever sent with the first chunk."""
-    return response_head(200, [("Content-Type", NDJSON), ("Transfer-Encoding", "chunked")])
-
-
-def chunk(data: bytes) -> bytes:
-    """Frame ``data`` as one HTTP chunk (so each NDJSON line is its own chunk, as in Ollama)."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-async def write_all(writer: asyncio.StreamWriter, data: bytes) -> int:
-    """Write and drain ``data``; return ``time.monotonic_ns()`` just after."""
-    writer.write(data)
-    await writer.drain()
-    return time.monotonic_ns()
+def error_response(status: int, message: str) -> bytes:
+    """Return a plain-text answer to a request h11 could not parse; the connection closes."""
+    body = message.encode()
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        f"Content-Type: {TEXT_PLAIN}",
+        f"Content-Length: {len(body)}",
+        f"Date: {formatdate(usegmt=True)}",
+        f"Server: {SERVER}",
+        "Connection: close",
+        "",
+        "",
+    ]
+    return "\r\n".join(lines).encode("latin-1") + body

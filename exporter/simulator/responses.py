@@ -7,12 +7,14 @@ encoder. Token texts are deterministic words so tests can predict the whole outp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -85,28 +87,46 @@ def text_line(
     return dumps(obj) + b"\n"
 
 
+_CONTEXT_BLOCK = 1000
+_CONTEXT_IDS = [str(100_000 + (i * 7919) % 900_000).encode() for i in range(_CONTEXT_BLOCK)]
+
+
 @lru_cache(maxsize=8)
 def context_json(length: int) -> bytes:
     """Return a ``context`` array of ``length`` plausible token ids (about 7 bytes each).
 
-    Cached because a large array takes tens of ms to build, which must not delay the done
-    chunk's write.
+    The ids repeat every 1000, so a multi-MB array is copies of one block (milliseconds,
+    not the quarter second a fresh list takes); cached so the done chunk's write is not
+    delayed by building it.
     """
-    return b"[%b]" % ",".join(str(100_000 + (i * 7919) % 900_000) for i in range(length)).encode()
+    whole, rest = divmod(length, _CONTEXT_BLOCK)
+    block = b",".join(_CONTEXT_IDS)
+    parts = [block] * whole + ([b",".join(_CONTEXT_IDS[:rest])] if rest else [])
+    return b"[" + b",".join(parts) + b"]"
 
 
-def done_metrics(script: ModelScript, generated: int, total_ns: int) -> dict[str, int]:
-    """Return the done chunk's metrics in Ollama's order, zero values omitted as Ollama does."""
-    eval_s = script.eval_duration
-    if eval_s is None:
-        eval_s = generated / script.tokens_per_second
-    metrics = {"total_duration": total_ns, "load_duration": _ns(script.load_duration)}
-    if script.report_counts:
-        metrics["prompt_eval_count"] = script.prompt_eval_count
-        metrics["prompt_eval_duration"] = _ns(script.prompt_eval_duration)
-        metrics["eval_count"] = generated
-        metrics["eval_duration"] = _ns(eval_s)
-    return {name: value for name, value in metrics.items() if value}
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """The done chunk's numbers, named and ordered as Ollama's; durations in integer ns."""
+
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+
+
+def done_metrics(metrics: Metrics, *, report_counts: bool = True) -> dict[str, int]:
+    """Return the done chunk's metrics, zero values omitted as Ollama does.
+
+    ``report_counts=False`` keeps only the total and load durations, like a proxy that strips
+    the rest.
+    """
+    values = dataclasses.asdict(metrics)
+    if not report_counts:
+        values = {name: values[name] for name in ("total_duration", "load_duration")}
+    return {name: value for name, value in values.items() if value}
 
 
 def done_body(
@@ -138,10 +158,6 @@ def done_body(
 def full_name(model: str) -> str:
     """Return the name with its tag, as ``/api/tags`` shows it (``llama3`` → ``llama3:latest``)."""
     return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
-
-
-def _ns(seconds: float) -> int:
-    return round(seconds * NS_PER_S)
 
 
 def _digest(model: str) -> str:
@@ -182,9 +198,12 @@ def tags_body(scripts: Mapping[str, ModelScript]) -> bytes:
     return dumps({"models": models})
 
 
-def ps_body(scripts: Mapping[str, ModelScript]) -> bytes:
-    """Return ``/api/ps``: every scripted model loaded, fully on the GPU, expiring in 5 min."""
-    expires = (datetime.now().astimezone() + timedelta(minutes=5)).isoformat()
+def ps_body(loaded: Iterable[tuple[str, ModelScript, int]]) -> bytes:
+    """Return ``/api/ps`` for ``(name, script, expires_at_unix_ns)`` of the loaded models.
+
+    ``expires_at`` is local time with its offset, as Ollama prints it; ``size_vram`` below
+    ``size`` is a partial offload, 0 a model on the CPU only.
+    """
     models = [
         {
             "name": full_name(name),
@@ -192,13 +211,17 @@ def ps_body(scripts: Mapping[str, ModelScript]) -> bytes:
             "size": _size(name),
             "digest": _digest(name),
             "details": _details(name),
-            "expires_at": expires,
-            "size_vram": _size(name),
+            "expires_at": _local_time(expires_ns),
+            "size_vram": round(_size(name) * script.vram_fraction),
             "context_length": 4096,
         }
-        for name in scripts
+        for name, script, expires_ns in loaded
     ]
     return dumps({"models": models})
+
+
+def _local_time(unix_ns: int) -> str:
+    return datetime.fromtimestamp(unix_ns / NS_PER_S).astimezone().isoformat()
 
 
 def show_body(model: str, script: ModelScript) -> bytes:

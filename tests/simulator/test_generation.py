@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from exporter.simulator import ModelScript, OllamaSimulator
+from tests.simulator.clients import http_client
 
 FAST = ModelScript(first_token_delay=0.01, tokens_per_second=1000.0, tokens=5)
 GENERATE = {"model": "m:1b", "prompt": "One sentence about the sea."}
@@ -37,7 +38,7 @@ async def post_stream(
 ) -> tuple[httpx.Response, list[bytes]]:
     """POST and return the response and its raw NDJSON lines (split by hand, not aiter_lines)."""
     async with (
-        httpx.AsyncClient(base_url=sim.url) as client,
+        http_client(sim.url) as client,
         client.stream("POST", path, json=body) as response,
     ):
         raw = b"".join([piece async for piece in response.aiter_bytes()])
@@ -173,7 +174,7 @@ class TestNonStreaming:
     async def test_stream_false_returns_one_object(self, sim: OllamaSimulator) -> None:
         """stream:false answers one JSON object with the whole text and the done fields."""
         with_script(sim, thinking_tokens=1)
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/generate", json={**GENERATE, "stream": False})
         assert response.headers["content-type"] == "application/json; charset=utf-8"
         obj = response.json()
@@ -194,7 +195,7 @@ class TestNonStreaming:
 
     async def test_load_only_chat(self, sim: OllamaSimulator) -> None:
         """Empty messages get one load object, not a stream, and no metrics."""
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/chat", json={"model": "m:1b", "messages": []})
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json; charset=utf-8"
@@ -207,7 +208,7 @@ class TestNonStreaming:
 
     async def test_load_only_generate(self, sim: OllamaSimulator) -> None:
         """An empty prompt gets response "" and done_reason load."""
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/generate", json={"model": "m:1b", "prompt": ""})
         obj = response.json()
         assert list(obj) == ["model", "created_at", "response", "done", "done_reason"]
@@ -217,7 +218,7 @@ class TestNonStreaming:
 class TestErrors:
     async def test_unknown_model_is_json_404(self, sim: OllamaSimulator) -> None:
         """An unknown model is a 404 with Ollama's exact JSON body and no trailing newline."""
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/chat", json={**CHAT, "model": "llama3.2:3b"})
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json; charset=utf-8"
@@ -225,7 +226,7 @@ class TestErrors:
 
     async def test_bad_json_is_400(self, sim: OllamaSimulator) -> None:
         """A body that is not JSON is a 400 with a JSON error object."""
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/generate", content=b"{nope")
         assert response.status_code == 400
         assert list(response.json()) == ["error"]
@@ -233,7 +234,61 @@ class TestErrors:
     async def test_wrong_option_type_is_500(self, sim: OllamaSimulator) -> None:
         """A string num_predict is a 500, as in Ollama."""
         body = {**GENERATE, "options": {"num_predict": "10"}}
-        async with httpx.AsyncClient(base_url=sim.url) as client:
+        async with http_client(sim.url) as client:
             response = await client.post("/api/generate", json=body)
         assert response.status_code == 500
         assert response.json() == {"error": 'option "num_predict" must be of type integer'}
+
+
+class TestStreamFalseTiming:
+    @pytest.mark.parametrize(("path", "body"), [("/api/generate", GENERATE), ("/api/chat", CHAT)])
+    async def test_answer_waits_for_the_whole_generation(
+        self, sim: OllamaSimulator, path: str, body: dict[str, Any]
+    ) -> None:
+        """stream:false answers once the last token is due, with the whole text and done fields."""
+        with_script(sim, first_token_delay=0.02, tokens_per_second=100.0)
+        async with http_client(sim.url) as client:
+            response = await client.post(path, json={**body, "stream": False})
+        obj = response.json()
+        text = obj["response"] if path == "/api/generate" else obj["message"]["content"]
+        assert (text, obj["done"], obj["eval_count"]) == ("Waves roll in from the", True, 5)
+        rec = sim.requests[-1]
+        assert rec.done_write_ns is not None
+        assert rec.text_write_ns == []
+        assert rec.done_write_ns - rec.received_ns >= 60_000_000  # 20 ms + 4 steps of 10 ms
+
+
+class TestPromptTokens:
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/api/generate", {"model": "m:1b", "prompt": "x" * 300, "system": "y" * 100}),
+            (
+                "/api/chat",
+                {"model": "m:1b", "messages": [{"content": "x" * 200}, {"content": "y" * 200}]},
+            ),
+        ],
+    )
+    async def test_count_follows_the_prompt_length(
+        self, sim: OllamaSimulator, path: str, body: dict[str, Any]
+    ) -> None:
+        """Without a scripted count, 400 characters of prompt text report 100 prompt tokens."""
+        _, objs = await post_objects(sim, path, body)
+        assert objs[-1]["prompt_eval_count"] == 100
+
+    async def test_scripted_count_wins(self, sim: OllamaSimulator) -> None:
+        """A scripted prompt_eval_count is reported whatever the prompt."""
+        with_script(sim, prompt_eval_count=26)
+        _, objs = await post_objects(sim, "/api/generate", {**GENERATE, "prompt": "x" * 999})
+        assert objs[-1]["prompt_eval_count"] == 26
+
+    async def test_long_prompt_slows_the_first_token(self, sim: OllamaSimulator) -> None:
+        """With a prefill rate, prefill time grows with the prompt and delays the first token."""
+        with_script(sim, prompt_tokens_per_second=10_000.0)
+        _, short = await post_objects(sim, "/api/generate", {**GENERATE, "prompt": "hi there"})
+        _, long = await post_objects(sim, "/api/generate", {**GENERATE, "prompt": "x" * 4000})
+        assert (short[-1]["prompt_eval_count"], long[-1]["prompt_eval_count"]) == (2, 1000)
+        assert long[-1]["prompt_eval_duration"] == 100_000_000  # 1000 tokens at 10k/s
+        short_ttft, long_ttft = (rec.text_write_ns[0] - rec.received_ns for rec in sim.requests)
+        assert long_ttft >= 110_000_000  # 10 ms first-token delay + 100 ms prefill
+        assert short_ttft < long_ttft - 50_000_000

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from exporter.simulator import ModelScript
 from exporter.simulator.responses import (
+    Metrics,
     context_json,
     done_body,
     done_metrics,
@@ -80,10 +80,13 @@ class TestDoneBody:
 class TestDoneMetrics:
     def test_zero_values_are_omitted(self) -> None:
         """Ollama omits zero metrics, so a zero load and prompt time leave no key."""
-        script = ModelScript(load_duration=0.0, prompt_eval_duration=0.0, prompt_eval_count=0)
-        metrics = done_metrics(script, 5, 123)
-        assert list(metrics) == ["total_duration", "eval_count", "eval_duration"]
-        assert metrics["eval_duration"] == 100_000_000  # 5 tokens at 50 tok/s
+        metrics = done_metrics(Metrics(123, 0, 0, 0, 5, 100_000_000))
+        assert metrics == {"total_duration": 123, "eval_count": 5, "eval_duration": 100_000_000}
+
+    def test_report_counts_false_keeps_only_total_and_load(self) -> None:
+        """A stripping proxy leaves the total and load durations only."""
+        metrics = done_metrics(Metrics(9, 8, 7, 6, 5, 4), report_counts=False)
+        assert metrics == {"total_duration": 9, "load_duration": 8}
 
 
 class TestContextJson:

@@ -24,8 +24,8 @@ models:
 
 
 class TestModelScript:
-    def test_defaults_match_the_documented_contract(self) -> None:
-        """The default script is the documented one (the lead's code relies on it)."""
+    def test_defaults_are_the_documented_ones(self) -> None:
+        """The defaults are the documented ones: other tests and the demo build on them."""
         script = ModelScript()
         assert (
             script.first_token_delay,
@@ -33,8 +33,9 @@ class TestModelScript:
             script.tokens,
             script.thinking_tokens,
         ) == (0.05, 50.0, 64, 0)
-        assert script.fault is None
-        assert script.eval_duration is None
+        assert (script.fault, script.eval_duration, script.prompt_eval_count) == (None, None, None)
+        assert (script.loaded, script.num_parallel, script.max_queue) == (True, 0, 512)
+        assert (script.prompt_tokens_per_second, script.vram_fraction) == (None, 1.0)
 
     def test_supports_dataclasses_replace(self) -> None:
         """Scripts are immutable values that tests derive variants from with replace()."""
@@ -46,10 +47,17 @@ class TestModelScript:
 
     @pytest.mark.parametrize(
         "changes",
-        [{"tokens_per_second": 0.0}, {"first_token_delay": -0.1}, {"tokens": -1}],
+        [
+            {"tokens_per_second": 0.0},
+            {"first_token_delay": -0.1},
+            {"tokens": -1},
+            {"vram_fraction": 1.5},
+            {"prompt_tokens_per_second": 0},
+            {"stall_seconds": float("inf")},
+        ],
     )
     def test_rejects_values_no_schedule_can_honour(self, changes: dict[str, float]) -> None:
-        """A zero rate or a negative value fails when the script is built."""
+        """A zero rate or a negative value fails when the script is built, naming the field."""
         with pytest.raises(ValueError, match=next(iter(changes))):
             ModelScript(**changes)  # type: ignore[arg-type]  # values are the point here
 
@@ -103,8 +111,19 @@ class TestApplyOverrides:
 
     def test_invalid_value_names_the_model(self) -> None:
         """A value the script rejects is reported with the model name."""
-        with pytest.raises(ValueError, match=r"model 'x': tokens_per_second must be > 0"):
+        with pytest.raises(ValueError, match=r"^model 'x': field 'tokens_per_second': .* than 0$"):
             apply_overrides(ModelScript(), {"tokens_per_second": 0}, "x")
+
+    def test_one_line_per_problem(self) -> None:
+        """Several problems are reported together, one line each, each naming model and field."""
+        with pytest.raises(ValueError, match=r"^model ") as info:
+            apply_overrides(
+                ModelScript(), {"tokens": "x", "fault": "boom", "stall_seconds": -1}, "m"
+            )
+        lines = str(info.value).splitlines()
+        assert len(lines) == 3
+        assert all(line.startswith("model 'm': field '") for line in lines)
+        assert "one of busy, http_500" in str(info.value)
 
 
 class TestScriptToDict:

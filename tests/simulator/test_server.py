@@ -12,10 +12,13 @@ from datetime import datetime
 import httpx
 import pytest
 
-from exporter.simulator import ModelScript, OllamaSimulator, serve_forever
+from exporter import __version__
+from exporter.simulator import DEFAULT_PORT, ModelScript, OllamaSimulator, serve_forever
+from tests.simulator.clients import decode_chunks, http_client, raw_exchange, raw_post
 
 FAST = ModelScript(first_token_delay=0.0, tokens_per_second=1000.0, tokens=3)
 SCRIPTS = {"llama3.2:1b": FAST, "qwen3:0.6b": ModelScript(thinking_tokens=2)}
+SERVER = f"ollama-probe-exporter-simulator/{__version__}"
 
 
 @pytest.fixture
@@ -26,33 +29,8 @@ async def sim() -> AsyncIterator[OllamaSimulator]:
 
 @pytest.fixture
 async def client(sim: OllamaSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url) as http:
+    async with http_client(sim.url) as http:
         yield http
-
-
-async def raw_exchange(sim: OllamaSimulator, request: bytes) -> bytes:
-    """Send raw bytes and read until the server closes the connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
-    writer.write(request)
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), timeout=5)
-    writer.close()
-    await writer.wait_closed()
-    return data
-
-
-def decode_chunks(body: bytes) -> list[bytes]:
-    """Split a chunked body into its chunks' data; asserts the zero-length terminator."""
-    chunks: list[bytes] = []
-    while True:
-        size_line, _, body = body.partition(b"\r\n")
-        size = int(size_line, 16)
-        if size == 0:
-            assert body == b"\r\n"
-            return chunks
-        chunks.append(body[:size])
-        assert body[size : size + 2] == b"\r\n"
-        body = body[size + 2 :]
 
 
 class TestLifecycle:
@@ -80,14 +58,13 @@ class TestLifecycle:
 
         task = asyncio.create_task(serve_forever("127.0.0.1", 0, SCRIPTS, ready))
         await asyncio.wait_for(started.wait(), timeout=5)
-        async with httpx.AsyncClient() as http:
+        async with http_client() as http:
             response = await http.get(f"{urls[0]}/api/version")
-        assert response.json() == {"version": "0.33.0"}
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        with pytest.raises(httpx.ConnectError):
-            async with httpx.AsyncClient() as http:
+            assert response.json() == {"version": "0.0.0-simulator"}
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            with pytest.raises(httpx.ConnectError):
                 await http.get(f"{urls[0]}/api/version")
 
     async def test_client_disconnect_mid_stream_is_quiet(
@@ -95,16 +72,17 @@ class TestLifecycle:
     ) -> None:
         """A client leaving mid-stream stops generation without logging or raising."""
         caplog.set_level(logging.WARNING)
-        slow = ModelScript(first_token_delay=0.0, tokens_per_second=100.0, tokens=100)
+        # 10 s of output: if leaving did not stop it, wait_idle would time out.
+        slow = ModelScript(first_token_delay=0.0, tokens_per_second=100.0, tokens=1000)
         async with OllamaSimulator({"m": slow}) as sim:
             async with (
-                httpx.AsyncClient(base_url=sim.url) as http,
+                http_client(sim.url) as http,
                 http.stream("POST", "/api/generate", json={"model": "m", "prompt": "x"}) as r,
             ):
                 async for _ in r.aiter_raw():
                     break
-            await asyncio.sleep(0.3)
-            assert len(sim.requests[0].text_write_ns) < 15
+            await asyncio.wait_for(sim.wait_idle(), timeout=5)
+            assert len(sim.requests[0].text_write_ns) < 1000
             assert sim.requests[0].done_write_ns is None
         assert [rec.getMessage() for rec in caplog.records] == []
 
@@ -127,16 +105,42 @@ class TestOllamaRoutes:
         assert int(response.headers["content-length"]) > 0
         assert response.content == b""
 
-    async def test_version(self, client: httpx.AsyncClient) -> None:
-        """GET /api/version returns the configured version."""
+    async def test_version_says_simulator(self, client: httpx.AsyncClient) -> None:
+        """/api/version names the simulator, so nobody mistakes it for a real Ollama."""
         response = await client.get("/api/version")
-        assert response.content == b'{"version":"0.33.0"}'
+        assert response.content == b'{"version":"0.0.0-simulator"}'
 
     async def test_custom_version(self) -> None:
-        """The version string is a constructor argument."""
-        async with OllamaSimulator(version="0.15.2") as sim, httpx.AsyncClient() as http:
-            response = await http.get(f"{sim.url}/api/version")
+        """The version string is a constructor argument (to mimic a given Ollama release)."""
+        async with OllamaSimulator(version="0.15.2") as sim, http_client(sim.url) as http:
+            response = await http.get("/api/version")
         assert response.json() == {"version": "0.15.2"}
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("GET", "/"),
+            ("GET", "/metrics"),
+            ("POST", "/api/generate"),
+            ("GET", "/_simulator/models"),
+        ],
+    )
+    async def test_every_response_names_the_simulator(
+        self, client: httpx.AsyncClient, method: str, path: str
+    ) -> None:
+        """Every answer, errors and the control API included, carries the Server header."""
+        body = {"model": "llama3.2:1b", "prompt": "x"}
+        response = await client.request(method, path, json=body if method == "POST" else None)
+        assert response.headers["server"] == SERVER
+
+    async def test_malformed_request_names_the_simulator(self, sim: OllamaSimulator) -> None:
+        """Even the answer to a request that could not be parsed carries the Server header."""
+        data = await raw_exchange(sim.port, b"NONSENSE\r\n\r\n")
+        assert f"\r\nServer: {SERVER}\r\n".encode() in data
+
+    def test_default_port_is_not_ollamas(self) -> None:
+        """The simulator's default port differs from Ollama's 11434."""
+        assert DEFAULT_PORT == 10435
 
     async def test_tags(self, client: httpx.AsyncClient) -> None:
         """/api/tags lists every scripted model with Ollama's fields."""
@@ -200,11 +204,10 @@ class TestOllamaRoutes:
 class TestFraming:
     async def test_each_line_is_one_chunk(self, sim: OllamaSimulator) -> None:
         """Every NDJSON line is its own HTTP chunk and the body ends with the 0-length chunk."""
-        body = json.dumps({"model": "llama3.2:1b", "prompt": "x"}).encode()
-        request = b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%b"
-        data = await raw_exchange(sim, request % (len(body), body))
+        request = raw_post("/api/generate", {"model": "llama3.2:1b", "prompt": "x"})
+        data = await raw_exchange(sim.port, request)
         head, _, payload = data.partition(b"\r\n\r\n")
-        assert b"Connection: close" in head
+        assert b"\r\nTransfer-Encoding: chunked\r\n" in head
         chunks = decode_chunks(payload)
         assert len(chunks) == 4
         assert all(c.endswith(b"\n") and c.count(b"\n") == 1 for c in chunks)
@@ -213,10 +216,10 @@ class TestFraming:
         """A chunked request body is accepted (curl and some clients send one)."""
         body = json.dumps({"model": "llama3.2:1b", "prompt": "x", "stream": False}).encode()
         request = (
-            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
+            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
         )
-        data = await raw_exchange(sim, request)
+        data = await raw_exchange(sim.port, request)
         assert data.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b'"done":true' in data
 
@@ -226,7 +229,7 @@ class TestFraming:
         reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
         writer.write(
             b"POST /api/generate HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body)
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
         )
         await writer.drain()
         interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
@@ -241,7 +244,7 @@ class TestFraming:
     async def test_tls_handshake_fails_at_once(self, sim: OllamaSimulator) -> None:
         """An https:// URL gets a 400 to its ClientHello and fails fast, not by timeout."""
         url = sim.url.replace("http://", "https://")
-        async with httpx.AsyncClient(verify=False, timeout=5) as http:
+        async with http_client(timeout=5) as http:
             with pytest.raises(httpx.ConnectError):
                 await http.get(f"{url}/api/version")
 
@@ -251,15 +254,52 @@ class TestFraming:
             b"NONSENSE\r\n\r\n",
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
             b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
-            b"POST /api/chat HTTP/1.1\r\nContent-Length: ten\r\n\r\n",
+            b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",  # HTTP/1.1 without Host, which Go refuses too
         ],
     )
     async def test_malformed_request_is_400(
         self, sim: OllamaSimulator, request_bytes: bytes
     ) -> None:
-        """A request the parser cannot frame gets a 400."""
-        data = await raw_exchange(sim, request_bytes)
+        """A request the parser cannot frame gets a 400 and the connection closes."""
+        data = await raw_exchange(sim.port, request_bytes)
         assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+    async def test_oversized_head_is_431(self, sim: OllamaSimulator) -> None:
+        """A request head that goes on past 64 KiB is refused, as Go caps header bytes."""
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+        data = await raw_exchange(sim.port, request)
+        assert data.startswith(b"HTTP/1.1 431 ")
+
+    async def test_keep_alive_serves_requests_in_turn(self, sim: OllamaSimulator) -> None:
+        """One connection carries a stream and then another request, as with real Ollama."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        try:
+            writer.write(
+                raw_post("/api/generate", {"model": "llama3.2:1b", "prompt": "x"}, close=False)
+            )
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            assert b"Connection: close" not in head
+            await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), timeout=5)
+            writer.write(b"GET /api/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            rest = await asyncio.wait_for(reader.read(), timeout=5)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert rest.endswith(b'{"version":"0.0.0-simulator"}')
+        assert [r.path for r in sim.requests] == ["/api/generate", "/api/version"]
+
+    async def test_http10_stream_is_delimited_by_close(self, sim: OllamaSimulator) -> None:
+        """An HTTP/1.0 client gets the stream unchunked, ended by the server closing."""
+        request = raw_post("/api/generate", {"model": "llama3.2:1b", "prompt": "x"})
+        data = await raw_exchange(sim.port, request.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        head, _, payload = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"chunked" not in head
+        assert [json.loads(line)["done"] for line in payload.splitlines()] == [False] * 3 + [True]
 
 
 class TestControlApi:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exporter.simulator import ModelScript
-from exporter.simulator.validate import Reject, parse_generation
+from exporter.simulator.validate import Reject, parse_generation, parse_openai, prompt_tokens
 
 SCRIPTS = {
     "m:1b": ModelScript(tokens=10),
@@ -130,3 +130,89 @@ class TestParseGeneration:
         assert not parse({"model": "ctx", "prompt": "x", "raw": True}).context
         assert not parse({"model": "ctx", "messages": [{}]}, "chat").context
         assert not parse({"model": "m:1b", "prompt": "x"}).context
+
+
+class TestKeepAlive:
+    @pytest.mark.parametrize(
+        ("value", "seconds"),
+        [
+            (None, None),
+            (0, 0.0),
+            ("0", 0.0),
+            (30, 30.0),
+            (-1, -1.0),
+            ("5m", 300.0),
+            ("1h30m", 5400.0),
+            ("1.5s", 1.5),
+            ("300ms", 0.3),
+            ("-1m", -60.0),
+        ],
+    )
+    def test_parsed_like_go_durations(self, value: object, seconds: float | None) -> None:
+        """keep_alive is seconds as a number, or a Go duration string."""
+        body = {"model": "m:1b", "prompt": "x", "keep_alive": value}
+        assert parse(body).keep_alive == seconds
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ("300", 'time: missing unit in duration "300"'),
+            ("soon", 'time: invalid duration "soon"'),
+        ],
+    )
+    def test_bad_duration_is_400(self, value: str, message: str) -> None:
+        """A duration Go cannot parse is refused with its error text."""
+        assert rejected({"model": "m:1b", "prompt": "x", "keep_alive": value}) == (400, message)
+
+    def test_zero_keep_alive_with_empty_prompt_unloads(self) -> None:
+        """An empty prompt with keep_alive "0s" is an unload request."""
+        gen = parse({"model": "m:1b", "keep_alive": "0s"})
+        assert (gen.load_only, gen.done_reason) == (True, "unload")
+
+
+class TestPromptTokens:
+    @pytest.mark.parametrize(("chars", "tokens"), [(0, 1), (1, 1), (4, 1), (5, 2), (400, 100)])
+    def test_about_four_characters_per_token(self, chars: int, tokens: int) -> None:
+        """The approximation rounds up and never reports fewer than one token."""
+        assert tokens == prompt_tokens(chars)
+
+    def test_openai_content_parts_count(self) -> None:
+        """Text parts of an OpenAI message count like plain string content."""
+        parts = [{"type": "text", "text": "x" * 40}, {"type": "text", "text": "y" * 40}]
+        body = {"model": "m:1b", "messages": [{"role": "user", "content": parts}]}
+        assert parse_openai(json.dumps(body).encode(), SCRIPTS.get).prompt_tokens == 20
+
+
+class TestParseOpenai:
+    def parse(self, body: dict[str, Any]) -> Any:
+        full = {"model": "think:1b", "messages": [{"role": "user", "content": "hi"}], **body}
+        return parse_openai(json.dumps(full).encode(), SCRIPTS.get)
+
+    def test_defaults(self) -> None:
+        """/v1 does not stream unless asked, and sends usage only when asked."""
+        gen = self.parse({})
+        assert (gen.api, gen.stream, gen.include_usage, gen.thinking) == ("openai", False, False, 3)
+
+    def test_stream_with_usage(self) -> None:
+        """stream and stream_options.include_usage are taken from the request."""
+        gen = self.parse({"stream": True, "stream_options": {"include_usage": True}})
+        assert (gen.stream, gen.include_usage) == (True, True)
+
+    @pytest.mark.parametrize(
+        ("fields", "thinking"),
+        [({"reasoning_effort": "none"}, 0), ({"reasoning": {"effort": "low"}}, 3)],
+    )
+    def test_reasoning_maps_to_think(self, fields: dict[str, Any], thinking: int) -> None:
+        """reasoning_effort (or reasoning.effort) none turns thinking off; a level keeps it."""
+        assert thinking == self.parse(fields).thinking
+
+    def test_max_tokens_is_num_predict(self) -> None:
+        """max_tokens caps the output like num_predict."""
+        gen = self.parse({"max_tokens": 4})
+        assert (gen.tokens, gen.done_reason) == (4, "length")
+
+    def test_empty_body_is_a_middleware_400(self) -> None:
+        """An empty body fails in the middleware, before the native handler."""
+        with pytest.raises(Reject) as info:
+            parse_openai(b"", SCRIPTS.get)
+        assert (info.value.status, info.value.middleware) == (400, True)
