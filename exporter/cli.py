@@ -34,7 +34,8 @@ DEFAULT_PORT = 10434
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 DEMO_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 # Not Ollama's own 11434: a simulator started by hand must not take the place of (or fail
-# against) a real Ollama on the same machine. The simulator package is meant to own this number.
+# against) a real Ollama on the same machine. Equal to ``exporter.simulator.DEFAULT_PORT``
+# (a test checks); not imported, so the command line stays light.
 SIMULATOR_LISTEN = "127.0.0.1:10435"
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_LOG_FORMAT = "logfmt"

@@ -435,3 +435,10 @@ def test_every_flag_is_in_the_readme() -> None:
             for flag in action.option_strings:
                 if flag not in ("-h", "--help", "--version"):
                     assert flag in section, (name, flag)
+
+
+def test_simulator_listen_default_is_the_simulators_port() -> None:
+    """The CLI's copy of the simulator's default port is the simulator's own."""
+    from exporter import cli, simulator  # noqa: PLC0415
+
+    assert f"127.0.0.1:{simulator.DEFAULT_PORT}" == cli.SIMULATOR_LISTEN
