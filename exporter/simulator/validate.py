@@ -18,11 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from exporter.config.values import THINK_LEVELS
+
 from exporter.simulator.responses import Endpoint
 from exporter.simulator.script import ModelScript
 
 Api = Literal["generate", "chat", "openai"]
-THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
+# The levels the exporter may send, plus "max", which recent Ollama also accepts.
+ACCEPTED_THINK_LEVELS = frozenset({*THINK_LEVELS, "max"})
 REASONING_EFFORTS = ("high", "medium", "low", "none")
 CHARS_PER_TOKEN = 4
 _DURATION = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
@@ -221,7 +224,7 @@ def _thinking_tokens(think: Any, model: str, script: ModelScript) -> int:
         return script.thinking_tokens
     if think is False:
         return 0
-    if think is not True and think not in THINK_LEVELS:
+    if think is not True and think not in ACCEPTED_THINK_LEVELS:
         raise Reject(
             400,
             f'invalid think value: {json.dumps(think)} (must be "high", "medium", "low", '
