@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from exporter.config.values import THINK_LEVELS
-
 from exporter.simulator.responses import Endpoint
 from exporter.simulator.script import ModelScript
 
