@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from tests.deploy.support import DEFAULT_PORT, REPO_ROOT, config_check, find
-from tests.support.tools import run_tool
 from tools.manifests import (
     DASHBOARD_FILE,
     OPERATOR_VALUES,
@@ -285,15 +284,6 @@ class TestOperatorAndDashboard:
         """With no tuning value set, the PrometheusRule spec is exactly the shipped rules file."""
         spec = find(full_docs, "PrometheusRule").obj["spec"]
         assert spec == yaml.safe_load(RULES_FILE.read_text())
-
-    def test_prometheus_rule_groups_pass_promtool(
-        self, full_docs: list[Rendered], tmp_path: Path
-    ) -> None:
-        """The rendered spec.groups, written out as a rules file, passes promtool check rules."""
-        rules = tmp_path / "rules.yml"
-        rules.write_text(yaml.safe_dump(find(full_docs, "PrometheusRule").obj["spec"]))
-        result = run_tool("promtool", "check", "rules", "--lint=all", "--lint-fatal", str(rules))
-        assert result.returncode == 0, result.stdout + result.stderr
 
     def test_dashboard_configmap_carries_the_grafana_dashboard(
         self, default_docs: list[Rendered]
