@@ -41,13 +41,12 @@ system-deps: ## install the Debian packages the tests run (needs root; skipped t
 demo: install ## run the exporter against the embedded Ollama simulator
 	$(BIN)/ollama-probe-exporter demo
 
-LINTED := exporter tests benchmarks deploy/prometheus
+LINTED := exporter tests benchmarks tools
 
 lint: install-test ## ruff format + check, mypy (strict on exporter/)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
-	$(BIN)/mypy --strict deploy/prometheus/render_rules.py
 
 pytest: install-test system-deps
 	$(BIN)/pytest
@@ -60,9 +59,11 @@ test-fast: install-test ## the edit loop: unit, simulator and config tests (no p
 bench: install ## run the benchmarks and print their tables
 	$(BIN)/python -m benchmarks.accuracy
 
-# Re-render the chart's copies of the rules/dashboard and the plain Kubernetes manifests.
+# The generated files: the chart's files/ copies of the rules file and the dashboard, and the
+# chart rendered into deploy/kubernetes/. Run after editing any of their sources; the tests
+# name each stale file. `$(BIN)/python -m tools.manifests --check` only lists them.
 manifests: install-test ## regenerate the chart's copies and the rendered manifests
-	$(BIN)/python -m tests.deploy.chart --write
+	$(BIN)/python -m tools.manifests
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

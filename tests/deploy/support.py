@@ -6,18 +6,22 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from exporter.cli import DEFAULT_PORT
 from tests.support.tools import require_tool
 
+if TYPE_CHECKING:
+    from tools.manifests import Rendered
+
 __all__ = [
     "DEFAULT_PORT",
     "REPO_ROOT",
     "child_env",
     "config_check",
+    "find",
     "load_yaml",
     "require_tool",
 ]
@@ -50,3 +54,10 @@ def config_check(
         env=child_env(env),
         check=False,
     )
+
+
+def find(docs: list[Rendered], kind: str) -> Rendered:
+    """Return the only rendered object of ``kind``; fail if there is none or more than one."""
+    matches = [doc for doc in docs if doc.kind == kind]
+    assert len(matches) == 1, f"expected one {kind}, got {[d.name for d in matches]}"
+    return matches[0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.deploy.chart import RELEASE
 from tests.deploy.support import DEFAULT_PORT, REPO_ROOT
+from tools.manifests import RELEASE
 
 DOC = (REPO_ROOT / "docs" / "deploy.md").read_text()
 REPO_PATH = re.compile(r"(?<![\w/.$-])((?:deploy|config|grafana|docs|tests)/[\w./-]*[\w/])")

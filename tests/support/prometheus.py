@@ -1,4 +1,4 @@
-"""A real Prometheus (and promtool) for tests, plus the rules generator and the dashboard.
+"""A real Prometheus (and promtool) for tests, plus the shipped rules file and the dashboard.
 
 The Prometheus server listens on a free loopback port with a temporary data directory, so
 several runs can share a machine. A missing binary fails the test: the Makefile installs
@@ -7,12 +7,9 @@ Debian's ``prometheus`` package, which provides both ``prometheus`` and ``promto
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -20,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import yaml
@@ -40,31 +36,18 @@ from tests.support.tools import require_tool, run_tool
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "deploy" / "prometheus"
 RULES_FILE = RULES_DIR / "ollama-probe-exporter.rules.yml"
-PROMETHEUS_RULE_FILE = RULES_DIR / "prometheusrule.yaml"
 DASHBOARD_FILE = REPO_ROOT / "grafana" / "ollama-probe-exporter.json"
 RULE_TESTS_DIR = REPO_ROOT / "tests" / "rules"
 SCRAPE_JOB = "ollama-probe"
 
 RAW_METRIC = re.compile(r"(?<![\w:])ollama_probe_\w+(?![\w:])")
-RECORDED_METRIC = re.compile(r"(?<![\w:])[a-z_]+:\w+:\w+(?![\w:])")
+RECORDED_METRIC = re.compile(r"(?<![\w:])[a-z_]*:\w+:\w+(?![\w:])")
+"""A recorded series, ``level:metric:operations``; the level is empty for label-less constants."""
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run promtool with ``args``; the caller asserts on the result."""
     return run_tool("promtool", *args, cwd=cwd)
-
-
-@functools.cache
-def load_renderer() -> ModuleType:
-    """Import deploy/prometheus/render_rules.py (a script, not a package) as a module."""
-    path = RULES_DIR / "render_rules.py"
-    spec = importlib.util.spec_from_file_location("render_rules", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["render_rules"] = module  # dataclasses look their module up while executing
-    spec.loader.exec_module(module)
-    return module
 
 
 def load_dashboard() -> dict[str, Any]:

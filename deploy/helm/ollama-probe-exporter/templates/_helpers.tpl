@@ -46,3 +46,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "ollama-probe-exporter.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/* A Prometheus duration such as 15m or 1h30m as a number of seconds (units s, m, h, d, w). */}}
+{{- define "ollama-probe-exporter.seconds" -}}
+{{- if not (regexMatch "^([0-9]+[smhdw])+$" .) }}
+{{- fail (printf "%q is not a duration such as 15m or 1h30m (units s, m, h, d, w)" .) }}
+{{- end }}
+{{- $units := dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 }}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+[smhdw]" . -1 }}
+{{- $unit := regexFind "[smhdw]$" . }}
+{{- $total = add $total (mul (trimSuffix $unit . | atoi) (get $units $unit)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
