@@ -43,7 +43,7 @@ demo: install ## run the exporter against the embedded Ollama simulator
 
 LINTED := exporter tests benchmarks tools
 
-lint: install-test ## ruff format + check, mypy (strict on exporter/)
+lint: install-test ## ruff format + check, mypy (strict on exporter/ and tools/)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
