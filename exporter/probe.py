@@ -22,7 +22,7 @@ from exporter.clock import Clock
 from exporter.config import JobSpec
 from exporter.ollama.errors import ERROR_BODY_LIMIT, classify_status
 from exporter.ollama.payload import API_PATHS, encode, new_nonce, request_body
-from exporter.ollama.stream import DEFAULT_MAX_LINE_BYTES, InvalidLine, LineSplitter, parse_chunk
+from exporter.ollama.stream import MAX_LINE_BYTES, InvalidLine, LineSplitter, parse_chunk
 from exporter.result import ProbeResult, Reason
 from exporter.timeline import Timeline
 
@@ -142,7 +142,7 @@ async def run_probe(
     clock: Clock,
     *,
     nonce: str | None = None,
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ProbeResult:
     """Send one streaming generation for ``spec`` and measure it; never raises for I/O."""
     probe = _Probe(spec, clock, max_line_bytes)
