@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from exporter.clock import Clock
 from exporter.config import JobSpec, Target
-from exporter.ollama.client import OllamaClient
+from exporter.ollama.client import OllamaClient, TransportFailure
 from exporter.probe import run_probe
 from exporter.result import ProbeResult, Reason
 
@@ -110,16 +110,21 @@ class ProbeRunner:
         async def one(slot: _TargetSlot) -> None:
             fields = {"target": slot.target.name, "url": slot.target.url}
             try:
-                version = await slot.client.version()
-            except Exception as err:
-                reason, detail = slot.client.classify(err)
+                info = await slot.client.version()
+            except TransportFailure as err:
                 log.warning(
                     "target not reachable at start-up",
-                    extra={"fields": {**fields, "reason": reason.value, "detail": detail}},
+                    extra={"fields": {**fields, "reason": err.reason.value, "detail": err.detail}},
+                )
+            except Exception as err:
+                log.warning(
+                    "target not reachable at start-up",
+                    extra={"fields": {**fields, "detail": repr(err)}},
                 )
             else:
                 log.info(
-                    "target reachable", extra={"fields": {**fields, "ollama_version": version}}
+                    "target reachable",
+                    extra={"fields": {**fields, "ollama_version": info.version}},
                 )
 
         await asyncio.gather(*(one(slot) for slot in self._slots.values()))
