@@ -27,9 +27,11 @@ from exporter.ollama.client import OllamaClient
 from exporter.probe import run_probe
 from exporter.result import ProbeResult
 from exporter.runner import ProbeRunner
+from tests.hostile.server import HostileServer
 from tests.support.jobs import make_job
 
 MIB = 1024 * 1024
+SMALL_PEAK = 8 * MIB
 MAX_HEALTHY_RUNS = 10_000
 
 
@@ -73,6 +75,16 @@ def peak_memory() -> Iterator[Peak]:
         peak.bytes = high - start
         if not was_tracing:
             tracemalloc.stop()
+
+
+async def probe_hostile(server: HostileServer, **profile: Any) -> ProbeResult:
+    """``probe`` of ``server``, which must then see every connection closed, in under
+    ``SMALL_PEAK`` of heap (the responses here are all small)."""
+    with peak_memory() as peak:
+        result = await probe(server.url, **profile)
+    await server.wait_released()
+    assert peak.bytes < SMALL_PEAK, peak.bytes
+    return result
 
 
 def rss_bytes() -> int | None:
