@@ -135,13 +135,17 @@ class Beside:
     rss_growth: int | None = None
 
     def assert_healthy_on_schedule(self) -> None:
-        """Several healthy probes ran, all succeeded, and none waited for half the hostile
-        probe's duration: loopback probes take milliseconds, while a frozen loop makes one
-        gap as long as the hostile probe itself and leaves room for one or two probes."""
-        assert len(self.healthy) >= 4, f"{len(self.healthy)} healthy probes in {self.hostile_s} s"
+        """Healthy probes kept completing, all of them successfully, throughout the hostile
+        probe. A frozen loop leaves room for one or two of them and one gap as long as the
+        hostile probe itself; a starved one stretches every gap. Loopback probes take
+        milliseconds, so the bounds, fractions of the hostile probe's own duration, leave
+        a busy machine a wide margin (its worst gaps were a few tenths of a second)."""
+        gaps = sorted(self.gaps_s)
+        assert len(gaps) >= 4, f"{len(gaps)} healthy probes in {self.hostile_s:.2f} s"
         failed = [r for r in self.healthy if not r.success]
         assert not failed, failed[0]
-        assert max(self.gaps_s) < self.hostile_s / 2, (max(self.gaps_s), self.hostile_s)
+        assert gaps[len(gaps) // 2] < self.hostile_s / 4, (gaps, self.hostile_s)
+        assert gaps[-1] < self.hostile_s * 3 / 4, (gaps, self.hostile_s)
 
     def assert_memory_flat(self, bound: int = 64 * MIB) -> None:
         """The process grew by less than ``bound`` while the hostile probe ran (where the

@@ -151,7 +151,7 @@ async def test_flood_of_tiny_lines_keeps_deadlines_and_others_on_time(block: byt
     still fires (no text ever came: timeout_first_token), memory stays flat, and a healthy
     target probed meanwhile through the same runner stays on schedule."""
     with HostileServer(endless(b"", block)) as bad, HostileServer(healthy) as good:
-        beside = await beside_healthy(two_targets(bad.url, good.url, timeout="1500ms"))
+        beside = await beside_healthy(two_targets(bad.url, good.url, timeout="1200ms"))
         await bad.wait_released()
     assert beside.hostile.reason is Reason.TIMEOUT_FIRST_TOKEN, beside.hostile.detail
     beside.assert_healthy_on_schedule()

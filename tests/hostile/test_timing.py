@@ -28,9 +28,10 @@ async def slow_first_byte(request: Request, writer: asyncio.StreamWriter) -> Non
 
 
 async def drip_response(request: Request, writer: asyncio.StreamWriter) -> None:
-    """A complete, valid stream, one byte every millisecond."""
-    for i in range(len(HEALTHY_STREAM)):
-        writer.write(HEALTHY_STREAM[i : i + 1])
+    """A complete, valid stream, three bytes every millisecond: every line, chunk frame and
+    header is cut across reads."""
+    for i in range(0, len(HEALTHY_STREAM), 3):
+        writer.write(HEALTHY_STREAM[i : i + 3])
         await writer.drain()
         await asyncio.sleep(0.001)
 
@@ -93,7 +94,7 @@ async def test_drip_after_text_is_bounded_by_timeout() -> None:
     """Newlines dripped after the first tokens keep the stall timer fed (bytes are
     progress), but the overall timeout still ends the probe: timeout_total."""
     with HostileServer(drip_after_text) as server:
-        result = await probe_hostile(server, timeout="800ms", stall_timeout="300ms")
+        result = await probe_hostile(server, timeout="600ms", stall_timeout="300ms")
     assert result.reason is Reason.TIMEOUT_TOTAL, result.detail
 
 
