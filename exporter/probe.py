@@ -8,53 +8,37 @@ a malformed line or a connection dropped mid-stream each end as one ``Reason``. 
 
 Both are one ``asyncio.timeout`` rescheduled after every read, so which limit fired is known:
 before any text it is ``timeout_first_token``, a gap is ``timeout_stall``, and the overall
-limit after text began is ``timeout_total``. Each read is timestamped before it is parsed.
+limit after text began is ``timeout_total``. The per-read path stays cheap and in this order:
+take the arrival stamp, then split and parse.
+
+Nothing the server sends is held without a bound: a compressed body is refused rather than
+decoded, an error body is read up to ``ERROR_BODY_LIMIT``, a line up to ``MAX_LINE_BYTES``,
+and the detail of a failure is cut short where the ProbeResult is built.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
 
 from exporter.clock import Clock
 from exporter.config import JobSpec
+from exporter.ollama.client import (
+    OllamaClient,
+    PreparedRequest,
+    StreamResponse,
+    TransportFailure,
+)
 from exporter.ollama.errors import ERROR_BODY_LIMIT, classify_status
+from exporter.ollama.network import WireLog
 from exporter.ollama.payload import API_PATHS, encode, new_nonce, request_body
-from exporter.ollama.stream import DEFAULT_MAX_LINE_BYTES, InvalidLine, LineSplitter, parse_chunk
+from exporter.ollama.stream import MAX_LINE_BYTES, InvalidLine, LineSplitter, parse_chunk
 from exporter.result import ProbeResult, Reason
 from exporter.timeline import Timeline
 
-
-class StreamingResponse(Protocol):
-    """A response whose body arrives read by read (``exporter.ollama.client.StreamResponse``)."""
-
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def connect_started_ns(self) -> int | None: ...
-
-    def arrival_ns(self) -> int | None: ...
-
-    def chunks(self) -> AsyncIterator[bytes]: ...
-
-    async def read_limited(self, limit: int) -> bytes: ...
-
-
-class ProbeClient(Protocol):
-    """What the prober needs from an HTTP client (``exporter.ollama.client.OllamaClient``).
-
-    ``prepare`` returns an opaque request that ``open_stream`` accepts, so the body is
-    encoded before ``t0``.
-    """
-
-    def prepare(self, path: str, body: bytes) -> Any: ...
-
-    def open_stream(self, prepared: Any) -> AbstractAsyncContextManager[StreamingResponse]: ...
-
-    def classify(self, exc: BaseException) -> tuple[Reason, str]: ...
+# Lines parsed between two passes of the event loop. A read brings up to 64 KiB, thousands
+# of tiny lines from a flooding server; handing the loop back every few dozen keeps every
+# other probe and every deadline on time. An Ollama stream brings one line per read.
+LINES_PER_PASS = 64
 
 
 class _Probe:
@@ -64,43 +48,64 @@ class _Probe:
         self.spec = spec
         self.clock = clock
         self.max_line_bytes = max_line_bytes
-        self.timeline = Timeline(t0_ns=0)
+        self.timeline = Timeline()
+        self.wire = WireLog()
+        self.sent_ns = clock.monotonic_ns()
         self.stall_armed = False
+
+    def t0_ns(self) -> int:
+        """When the connection started, as the transport stamped it; else when we sent."""
+        started = self.wire.connect_started_ns
+        return self.sent_ns if started is None else started
 
     def fail(self, reason: Reason, detail: str) -> ProbeResult:
         return self.timeline.failure(
-            self.spec.key, self.clock.time(), reason, detail, self.clock.monotonic_ns()
+            self.spec.key,
+            reason,
+            detail,
+            t0_ns=self.t0_ns(),
+            t_ns=self.clock.monotonic_ns(),
+            finished_at=self.clock.time(),
         )
 
     async def exchange(
-        self, client: ProbeClient, prepared: Any, limit: asyncio.Timeout
+        self, client: OllamaClient, prepared: PreparedRequest, limit: asyncio.Timeout
     ) -> ProbeResult:
+        async with client.open_stream(prepared, self.wire) as response:
+            self.timeline.http_status = response.status
+            encoding = response.refused_encoding
+            if encoding is not None:
+                return self.fail(
+                    Reason.INVALID_RESPONSE,
+                    f"HTTP {response.status} with Content-Encoding {encoding!r} (identity was "
+                    "asked for; compressed bodies are never decoded)",
+                )
+            if not 200 <= response.status < 300:
+                body = await response.read_limited(ERROR_BODY_LIMIT)
+                return self.fail(*classify_status(response.status, body))
+            return await self.read_stream(response, limit)
+
+    async def read_stream(self, response: StreamResponse, limit: asyncio.Timeout) -> ProbeResult:
         loop = asyncio.get_running_loop()
         deadline = limit.when()
         assert deadline is not None
         stall_s = self.spec.profile.stall_timeout
-        async with client.open_stream(prepared) as response:
-            # The transport's own stamps are closer to the wire than ours: t0 at connect
-            # start, arrivals when the socket read returned (before HTTP parsing).
-            if response.connect_started_ns is not None:
-                self.timeline.t0_ns = response.connect_started_ns
-            self.timeline.http_status = response.status
-            if not 200 <= response.status < 300:
-                body = await response.read_limited(ERROR_BODY_LIMIT)
-                return self.fail(*classify_status(response.status, body))
-            splitter = LineSplitter(self.max_line_bytes)
-            t_ns = self.clock.monotonic_ns()
-            async for data in response.chunks():
-                t_ns = response.arrival_ns() or self.clock.monotonic_ns()
-                for line in splitter.feed(data):
-                    result = self.take_line(line, t_ns)
-                    if result is not None:
-                        return result
-                if self.timeline.chunks:
-                    stall_at = loop.time() + stall_s
-                    self.stall_armed = stall_at < deadline
-                    limit.reschedule(min(stall_at, deadline))
-            return self.at_eof(splitter.tail(), t_ns)
+        splitter = LineSplitter(self.max_line_bytes)
+        t_ns = self.clock.monotonic_ns()
+        async for data in response.chunks():
+            # The transport stamped the socket read behind these bytes, before any parsing.
+            t_ns = self.wire.last_arrival_ns or self.clock.monotonic_ns()
+            for n, line in enumerate(splitter.feed(data), start=1):
+                result = self.take_line(line, t_ns)
+                if result is not None:
+                    return result
+                if n % LINES_PER_PASS == 0:
+                    await asyncio.sleep(0)
+            if self.timeline.chunks:
+                stall_at = loop.time() + stall_s
+                self.stall_armed = stall_at < deadline
+                limit.reschedule(min(stall_at, deadline))
+        return self.at_eof(splitter.tail(), t_ns)
 
     def take_line(self, line: bytes, t_ns: int) -> ProbeResult | None:
         """Apply one line; a result ends the probe (done, or an error line)."""
@@ -111,7 +116,9 @@ class _Probe:
             return self.fail(Reason.STREAM_ERROR, chunk.error)
         self.timeline.observe(chunk, t_ns)
         if chunk.done:
-            return self.timeline.success(self.spec.key, self.clock.time())
+            return self.timeline.success(
+                self.spec.key, t0_ns=self.t0_ns(), finished_at=self.clock.time()
+            )
         return None
 
     def at_eof(self, tail: bytes, t_ns: int) -> ProbeResult:
@@ -137,19 +144,23 @@ class _Probe:
 
 
 async def run_probe(
-    client: ProbeClient,
+    client: OllamaClient,
     spec: JobSpec,
     clock: Clock,
     *,
     nonce: str | None = None,
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ProbeResult:
-    """Send one streaming generation for ``spec`` and measure it; never raises for I/O."""
-    probe = _Probe(spec, clock, max_line_bytes)
+    """Send one streaming generation for ``spec`` and measure it; never raises for I/O.
+
+    A ``MemoryError`` can only come from a response too large to hold (every buffer is
+    bounded, but a host can be short of memory): it is ``invalid_response``, like any other
+    exception the HTTP stack raises that names no transport failure.
+    """
     body = encode(request_body(spec.profile, spec.model, nonce or new_nonce()))
     prepared = client.prepare(API_PATHS[spec.profile.api], body)
     loop = asyncio.get_running_loop()
-    probe.timeline.t0_ns = clock.monotonic_ns()
+    probe = _Probe(spec, clock, max_line_bytes)  # stamps the fallback t0: now
     try:
         async with asyncio.timeout_at(loop.time() + spec.profile.timeout) as limit:
             return await probe.exchange(client, prepared, limit)
@@ -157,5 +168,9 @@ async def run_probe(
         return probe.fail(*probe.timeout_reason())
     except InvalidLine as err:
         return probe.fail(Reason.INVALID_RESPONSE, str(err))
-    except Exception as err:  # every transport failure becomes a reason, never a crash
-        return probe.fail(*client.classify(err))
+    except TransportFailure as err:
+        return probe.fail(err.reason, err.detail)
+    except MemoryError:
+        return probe.fail(Reason.INVALID_RESPONSE, "response too large to hold in memory")
+    except Exception as err:  # whatever else the server provokes is a reason, never a crash
+        return probe.fail(Reason.INVALID_RESPONSE, f"unexpected {type(err).__name__}: {err}")

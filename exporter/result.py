@@ -12,6 +12,22 @@ from enum import StrEnum
 
 NS_PER_S = 1_000_000_000
 
+# A failure's detail often quotes the server (an error message, a bad line). It goes to a
+# log line per failed probe and to the landing page, so it is cut to this many UTF-8 bytes:
+# a server answering with megabytes of error text must not grow the log by as much.
+DETAIL_MAX_BYTES = 300
+ELLIPSIS = "…"
+
+
+def shorten(text: str, max_bytes: int = DETAIL_MAX_BYTES) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, ending in "…" when it was cut."""
+    head = text[: max_bytes + 1]  # never encode more than needed: text can be megabytes
+    encoded = head.encode("utf-8", "surrogatepass")
+    if len(head) == len(text) and len(encoded) <= max_bytes:
+        return text
+    room = max(0, max_bytes - len(ELLIPSIS.encode()))
+    return encoded[:room].decode("utf-8", "ignore") + ELLIPSIS
+
 
 class Reason(StrEnum):
     """Why a probe failed: a closed set, used verbatim as the ``reason`` label."""
@@ -67,7 +83,8 @@ class ProbeResult:
         job: the (target, model, probe) label values.
         finished_at: unix time (seconds) when the probe finished, for the last-run gauge.
         reason: ``None`` on success, else the single reason the probe failed.
-        detail: a short human-readable explanation of a failure (logs only, never a label).
+        detail: a short human-readable explanation of a failure (logs only, never a label),
+            cut to ``DETAIL_MAX_BYTES`` here, whoever built the result.
         elapsed_ns: t_end - t0, where t_end is the done chunk on success or the failure moment.
         ttft_ns: t_first - t0, arrival of the first chunk with non-empty generated text
             (thinking included); ``None`` if no text arrived.
@@ -93,6 +110,11 @@ class ProbeResult:
     text_chunks: int = 0
     server: ServerStats | None = None
     http_status: int | None = None
+
+    def __post_init__(self) -> None:
+        short = shorten(self.detail)
+        if short is not self.detail:
+            object.__setattr__(self, "detail", short)  # frozen: this is the one place
 
     @property
     def success(self) -> bool:

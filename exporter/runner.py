@@ -7,27 +7,32 @@ a bug in the prober cannot wedge a job (APScheduler has no job timeout; with
 ``max_instances=1`` a hung run would block its job forever).
 
 On reload, targets whose settings did not change keep their client; a client whose target
-changed or left the config is closed once its last in-flight probe has finished.
+changed or left the config is closed once its last in-flight probe has finished. Closing
+never raises and never waits without a bound: a client that cannot close in time is left to
+the garbage collector rather than holding up a reload or a shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.clock import Clock
 from exporter.config import JobSpec, Target
-from exporter.ollama.client import OllamaClient
+from exporter.ollama.client import OllamaClient, TransportFailure
 from exporter.probe import run_probe
-from exporter.result import ProbeResult, Reason
+from exporter.result import ProbeResult, Reason, shorten
 
 log = logging.getLogger(__name__)
 
 SAFETY_MARGIN_S = 5.0
-
-ClientFactory = Callable[[Target, Clock], OllamaClient]
+# The start-up warm-up as a whole: a target that has not answered by then is logged and
+# left alone, so that neither a slow nor a dripping server can hold back the first probes
+# (or a SIGTERM that arrives meanwhile).
+WARM_UP_TIMEOUT_S = 3.0
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(eq=False)
@@ -39,12 +44,22 @@ class _TargetSlot:
     retired: bool = False
 
 
+async def _close_quietly(client: OllamaClient) -> None:
+    """Close ``client``; a failure to close is a log line, never an exception in a task."""
+    try:
+        await client.aclose()
+    except Exception as err:
+        log.warning(
+            "closing a target's client failed",
+            extra={"fields": {"target": client.target.name, "detail": shorten(repr(err))}},
+        )
+
+
 class ProbeRunner:
     """Runs one probe for a job with its target's client and concurrency limit."""
 
-    def __init__(self, clock: Clock, client_factory: ClientFactory | None = None) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._factory = client_factory or (lambda target, clock: OllamaClient(target, clock=clock))
         self._slots: dict[str, _TargetSlot] = {}
         self._closers: set[asyncio.Task[None]] = set()
 
@@ -59,7 +74,7 @@ class ProbeRunner:
                     self._retire(slot)
                 slot = _TargetSlot(
                     target,
-                    self._factory(target, self._clock),
+                    OllamaClient(target, clock=self._clock),
                     asyncio.Semaphore(target.concurrency),
                 )
             self._slots[target.name] = slot
@@ -69,9 +84,12 @@ class ProbeRunner:
     def _retire(self, slot: _TargetSlot) -> None:
         slot.retired = True
         if slot.in_flight == 0:
-            task = asyncio.get_running_loop().create_task(slot.client.aclose())
-            self._closers.add(task)
-            task.add_done_callback(self._closers.discard)
+            self._close_later(slot.client)
+
+    def _close_later(self, client: OllamaClient) -> None:
+        task = asyncio.get_running_loop().create_task(_close_quietly(client))
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     async def run(self, spec: JobSpec) -> ProbeResult:
         """Wait for a slot on the job's target, then probe under the safety deadline."""
@@ -83,7 +101,7 @@ class ProbeRunner:
         finally:
             slot.in_flight -= 1
             if slot.retired and slot.in_flight == 0:
-                await slot.client.aclose()
+                self._close_later(slot.client)
 
     async def _guarded(self, client: OllamaClient, spec: JobSpec) -> ProbeResult:
         t0 = self._clock.monotonic_ns()
@@ -99,34 +117,62 @@ class ProbeRunner:
                 elapsed_ns=self._clock.monotonic_ns() - t0,
             )
 
-    async def warm_up(self) -> None:
-        """One cheap ``/api/version`` per target before the first probe, concurrently.
+    async def warm_up(self, timeout: float | None = None) -> None:
+        """One cheap ``/api/version`` per target before the first probe, concurrently, all of
+        it within ``timeout`` (``WARM_UP_TIMEOUT_S``).
 
         The first request through a fresh client pays for imports and setup (tens of ms);
         paying it here keeps it out of the first probe's TTFT. It also logs what each target
-        runs, or that it is unreachable, at start-up.
+        runs, that it is the exporter's own simulator rather than Ollama, or that it is
+        unreachable. It never raises.
         """
+        limit = WARM_UP_TIMEOUT_S if timeout is None else timeout
 
         async def one(slot: _TargetSlot) -> None:
             fields = {"target": slot.target.name, "url": slot.target.url}
             try:
-                version = await slot.client.version()
-            except Exception as err:
-                reason, detail = slot.client.classify(err)
+                info = await slot.client.version(timeout=limit)
+            except TimeoutError:
+                log.warning(
+                    "target did not answer /api/version at start-up",
+                    extra={"fields": {**fields, "waited_s": limit}},
+                )
+            except TransportFailure as err:
                 log.warning(
                     "target not reachable at start-up",
-                    extra={"fields": {**fields, "reason": reason.value, "detail": detail}},
+                    extra={"fields": {**fields, "reason": err.reason.value,
+                                      "detail": shorten(err.detail)}},
+                )  # fmt: skip
+            except Exception as err:  # start-up must go on whatever a target does
+                log.warning(
+                    "target not reachable at start-up",
+                    extra={"fields": {**fields, "detail": shorten(repr(err))}},
                 )
             else:
-                log.info(
-                    "target reachable", extra={"fields": {**fields, "ollama_version": version}}
-                )
+                version = {"ollama_version": info.version}
+                if info.server:
+                    version["server"] = info.server
+                log.info("target reachable", extra={"fields": {**fields, **version}})
+                if info.is_simulator:
+                    log.warning(
+                        "target is the ollama-probe-exporter simulator, not Ollama: its "
+                        "numbers are synthetic",
+                        extra={"fields": {**fields, **version}},
+                    )
 
         await asyncio.gather(*(one(slot) for slot in self._slots.values()))
 
     async def aclose(self) -> None:
+        """Close every client, those of retired targets included, within ``CLOSE_TIMEOUT_S``."""
         for slot in self._slots.values():
-            await slot.client.aclose()
+            self._close_later(slot.client)
         self._slots = {}
-        if self._closers:
-            await asyncio.wait(self._closers, timeout=5)
+        closers = set(self._closers)
+        if not closers:
+            return
+        _, pending = await asyncio.wait(closers, timeout=CLOSE_TIMEOUT_S)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("clients still closing after %g s: abandoned", CLOSE_TIMEOUT_S)
+            await asyncio.wait(pending, timeout=CLOSE_TIMEOUT_S)

@@ -4,11 +4,15 @@ Rules, and how they are kept:
 - the first probe of every job runs at start-up (``next_run_time`` = now), then every
   ``interval``;
 - a job never overlaps itself: ``max_instances=1`` skips a run while the previous one is in
-  flight (logged), and ``coalesce`` folds missed runs into one;
-- no exception ever reaches APScheduler, which would log it as a job error with a traceback;
-  every run ends in a ProbeResult handed to ``sink``, or in a logged bug;
+  flight, and ``coalesce`` folds missed runs into one. Each skipped or missed run is logged
+  once, by us, with the job's name; APScheduler's own warnings for them are dropped;
+- no exception ever reaches APScheduler, which would log it as a job error with a traceback
+  (``CancelledError`` included); every run ends in a ProbeResult handed to ``sink``, or in a
+  logged bug;
 - shutdown cancels in-flight probes once and awaits them. APScheduler's own
-  ``shutdown(wait=True)`` does not wait for asyncio jobs and cancels them behind our back.
+  ``shutdown(wait=True)`` does not wait for asyncio jobs and cancels them behind our back; a
+  second cancel can interrupt a probe's cleanup and leak its connection, so APScheduler is
+  shut down only once our probes have unwound (or the grace period is over).
 """
 
 from __future__ import annotations
@@ -27,6 +31,20 @@ from exporter.result import ProbeResult
 
 log = logging.getLogger(__name__)
 
+# APScheduler's loggers. At WARNING they say only what ``_on_skip`` says better (a run
+# skipped or missed; a job store failure cannot happen with the memory store).
+_APSCHEDULER_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
+class _DropWarnings(logging.Filter):
+    """Drops WARNING records: the skipped and missed runs we log ourselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno != logging.WARNING
+
+
+_DROP_WARNINGS = _DropWarnings()
+
 ProbeFn = Callable[[JobSpec], Awaitable[ProbeResult]]
 ResultSink = Callable[[ProbeResult], None]
 
@@ -40,6 +58,8 @@ class ProbeScheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        for name in _APSCHEDULER_LOGGERS:
+            logging.getLogger(name).addFilter(_DROP_WARNINGS)  # once: filters are a set
         self._stopping = False
 
     @property
@@ -93,18 +113,17 @@ class ProbeScheduler:
             return
         self._tasks.add(task)
         try:
-            result = await self._probe(spec)
+            self._sink(await self._probe(spec))
         except asyncio.CancelledError:
+            # Shutdown: an aborted probe is neither a success nor an error. Not re-raised:
+            # APScheduler would log the cancellation as a job error, traceback and all.
             log.debug("probe cancelled", extra={"fields": {"job": str(spec.key)}})
-            return  # shutdown: an aborted probe is neither a success nor an error
         except Exception:
             log.exception(
                 "probe crashed (a bug: please report it)", extra={"fields": {"job": str(spec.key)}}
             )
-            return
         finally:
             self._tasks.discard(task)
-        self._sink(result)
 
     def _on_skip(self, event: JobExecutionEvent) -> None:
         why = (
@@ -115,14 +134,24 @@ class ProbeScheduler:
         log.warning("probe run skipped: %s", why, extra={"fields": {"job": event.job_id}})
 
     async def shutdown(self, grace_s: float = 5.0) -> None:
-        """Stop scheduling, cancel in-flight probes once, and wait for them to unwind."""
+        """Stop scheduling, cancel in-flight probes once, and wait for them to unwind.
+
+        A run APScheduler created just before ``pause`` has not started yet; one pass of the
+        loop lets it start, see ``_stopping`` and return, so that APScheduler never cancels a
+        run that has not started (it would log that as a job error, with a traceback).
+        """
         self._stopping = True
         if self._scheduler.running:
             self._scheduler.pause()
+        await asyncio.sleep(0)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=grace_s)
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            if pending:
+                log.warning(
+                    "%d probes still unwinding %g s after being cancelled", len(pending), grace_s
+                )
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)

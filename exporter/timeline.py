@@ -3,7 +3,9 @@
 Pure bookkeeping, fed by the prober with (chunk, arrival time) pairs, so the definitions of
 TTFT, the decode span and the token count live in one small place that a fake clock can test:
 
-- ``t0``: when the connection started, before DNS, TCP and TLS (all of them count);
+- ``t0``: when the connection started, before DNS, TCP and TLS (all of them count); the
+  prober knows it only once the exchange is over (the transport stamps it), so it is given
+  to ``success`` and ``failure`` rather than stored;
 - ``t_first``: arrival of the first chunk with non-empty generated text, thinking included;
 - ``t_last``: arrival of the last chunk with generated text; ``t_done``: the done chunk;
 - ``N``: ``eval_count`` from the done chunk, never the number of chunks, unless the server
@@ -20,9 +22,8 @@ from exporter.result import JobKey, ProbeResult, Reason, ServerStats
 
 @dataclass(slots=True)
 class Timeline:
-    """Arrival times (monotonic ns) of the chunks of one probe, relative to ``t0_ns``."""
+    """Arrival times (monotonic ns) of the chunks of one probe."""
 
-    t0_ns: int
     chunks: int = 0
     text_chunks: int = 0
     first_text_ns: int | None = None
@@ -43,7 +44,7 @@ class Timeline:
             self.done_ns = t_ns
             self.stats = chunk.stats
 
-    def success(self, job: JobKey, finished_at: float) -> ProbeResult:
+    def success(self, job: JobKey, *, t0_ns: int, finished_at: float) -> ProbeResult:
         """The result of a stream that ended with its done chunk.
 
         A done chunk with no text before it is ``empty_response``: there is no TTFT to
@@ -53,10 +54,11 @@ class Timeline:
         if self.first_text_ns is None or self.last_text_ns is None:
             return self.failure(
                 job,
-                finished_at,
                 Reason.EMPTY_RESPONSE,
                 "done, but no chunk carried text",
-                self.done_ns,
+                t0_ns=t0_ns,
+                t_ns=self.done_ns,
+                finished_at=finished_at,
             )
         stats = self.stats or ServerStats()
         from_chunks = stats.eval_count <= 0
@@ -65,8 +67,8 @@ class Timeline:
             finished_at=finished_at,
             reason=None,
             detail=f"done_reason={stats.done_reason}",
-            elapsed_ns=self.done_ns - self.t0_ns,
-            ttft_ns=self.first_text_ns - self.t0_ns,
+            elapsed_ns=self.done_ns - t0_ns,
+            ttft_ns=self.first_text_ns - t0_ns,
             decode_span_ns=self.last_text_ns - self.first_text_ns,
             output_tokens=self.text_chunks if from_chunks else stats.eval_count,
             tokens_from_chunks=from_chunks,
@@ -76,16 +78,16 @@ class Timeline:
         )
 
     def failure(
-        self, job: JobKey, finished_at: float, reason: Reason, detail: str, t_ns: int
+        self, job: JobKey, reason: Reason, detail: str, *, t0_ns: int, t_ns: int, finished_at: float
     ) -> ProbeResult:
-        """A failed probe; what did arrive is kept for logs and the debug page."""
+        """A failed probe at ``t_ns``; what did arrive is kept for logs and the debug page."""
         return ProbeResult(
             job=job,
             finished_at=finished_at,
             reason=reason,
             detail=detail,
-            elapsed_ns=max(0, t_ns - self.t0_ns),
-            ttft_ns=None if self.first_text_ns is None else self.first_text_ns - self.t0_ns,
+            elapsed_ns=max(0, t_ns - t0_ns),
+            ttft_ns=None if self.first_text_ns is None else self.first_text_ns - t0_ns,
             text_chunks=self.text_chunks,
             server=self.stats,
             http_status=self.http_status,

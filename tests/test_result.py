@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.result import JobKey, ProbeResult, ServerStats
+from exporter.result import DETAIL_MAX_BYTES, JobKey, ProbeResult, Reason, ServerStats, shorten
 
 KEY = JobKey("t", "m", "p")
 
@@ -42,3 +42,23 @@ def test_server_rates_undefined_when_not_reported() -> None:
     assert result(server=ServerStats(eval_count=5)).server_tokens_per_second is None
     assert result(server=ServerStats(prompt_eval_count=5)).prompt_tokens_per_second is None
     assert result().server_tokens_per_second is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x" * 10_000_000, "é" * 1000, "a" * (DETAIL_MAX_BYTES + 1), "🦙" * 200],
+)
+def test_detail_is_cut_where_the_result_is_built(text: str) -> None:
+    """Whoever builds a result, its detail is at most DETAIL_MAX_BYTES of UTF-8, whole
+    characters only, and says it was cut."""
+    r = ProbeResult(job=KEY, finished_at=0.0, reason=Reason.STREAM_ERROR, detail=text)
+    encoded = r.detail.encode()
+    assert len(encoded) <= DETAIL_MAX_BYTES
+    assert r.detail.endswith("…")
+    assert text.startswith(r.detail.removesuffix("…"))
+
+
+@pytest.mark.parametrize("text", ["", "short", "a" * DETAIL_MAX_BYTES])
+def test_short_detail_is_kept_whole(text: str) -> None:
+    """A detail that fits is the very same string."""
+    assert shorten(text) is text

@@ -1,13 +1,16 @@
-"""The runner's safety deadline: even a prober that never returns cannot wedge its job."""
+"""The runner's safety deadline (a prober that never returns cannot wedge its job) and its
+close path (closing never raises)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
 from exporter import runner as runner_module
 from exporter.config import JobSpec
+from exporter.ollama.client import OllamaClient
 from exporter.result import Reason
 from exporter.runner import ProbeRunner
 from tests.fakes import FakeClock
@@ -37,3 +40,29 @@ async def test_wedged_probe_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "abandoned" in first.detail
     assert second.reason is Reason.TIMEOUT_TOTAL
     assert calls == 2
+
+
+async def test_closing_never_raises(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that fails to close is one warning; the other clients are still closed, and
+    no task is left with an exception nobody retrieves."""
+    closed: list[str] = []
+
+    async def aclose(self: OllamaClient) -> None:
+        if self.target.name == "bad":
+            raise RuntimeError("cannot close")
+        closed.append(self.target.name)
+
+    monkeypatch.setattr(OllamaClient, "aclose", aclose)
+    targets = [
+        make_job(f"http://127.0.0.1:{port}", "m").target.model_copy(update={"name": name})
+        for port, name in [(9, "bad"), (10, "good"), (11, "retired")]
+    ]
+    runner = ProbeRunner(FakeClock())
+    runner.configure(targets)
+    runner.configure(targets[:2])  # "retired" leaves: closed in the background
+    await runner.aclose()
+    assert sorted(closed) == ["good", "retired"]
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.getMessage() == "closing a target's client failed"

@@ -1,11 +1,15 @@
 """Scheduling rules with a scripted probe function (no network): start-up run, no overlap,
-errors contained, reload without a burst, and a clean shutdown."""
+errors contained, reload without a burst, skipped runs logged once, and a clean shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable
+
+import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 
 from exporter.config import JobSpec
 from exporter.result import ProbeResult
@@ -113,3 +117,39 @@ async def test_replace_jobs_keeps_schedule_of_unchanged_jobs() -> None:
     await asyncio.sleep(0.2)  # room for a wrongly re-run "a" to show up
     await sched.shutdown()
     assert rec.calls == Counter({"a": 1, "b": 1, "c": 1})
+
+
+async def test_each_skipped_run_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A run skipped because the previous one is in flight is one warning, ours (with the
+    job's name), not also APScheduler's."""
+    caplog.set_level(logging.WARNING)
+    skips: list[JobExecutionEvent] = []
+    rec = Recorder(delay=0.35)
+    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched._scheduler.add_listener(skips.append, EVENT_JOB_MAX_INSTANCES)
+    sched.start(jobs(["a"], "100ms"))
+    await wait_until(lambda: len(skips) >= 2)
+    await sched.shutdown()
+    ours = [r for r in caplog.records if r.getMessage().startswith("probe run skipped")]
+    assert len(ours) == len(skips)
+    assert all(r.fields["job"] == "sim/a/p" for r in ours)  # type: ignore[attr-defined]
+    assert [r for r in caplog.records if r.name.startswith("apscheduler")] == []
+
+
+async def test_shutdown_right_after_start_leaves_no_job_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Runs created by APScheduler but not started yet when shutdown begins end quietly:
+    nothing is logged as a job error, no probe is recorded."""
+    for passes in range(4):  # shut down at each early point of the first runs' lives
+        rec = Recorder(delay=3600)
+        sched = ProbeScheduler(rec.probe, rec.results.append)
+        sched.start(jobs(["a", "b"], "1h"))
+        for _ in range(passes):
+            await asyncio.sleep(0)
+        await sched.shutdown(grace_s=2)
+        await asyncio.sleep(0.05)  # APScheduler's own shutdown runs on a later loop pass
+        assert rec.results == []
+        assert not sched.running
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == []

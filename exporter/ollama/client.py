@@ -5,65 +5,112 @@ Choices that keep the numbers right (see the README's "Measurement" section):
   stream and change TTFT, so proxy and CA come from config only;
 - no keep-alive: every probe opens a fresh connection, so TTFT always includes connect,
   whatever the interval;
-- ``Accept-Encoding: identity``: compressing proxies batch chunks;
+- ``Accept-Encoding: identity``, and a response with any other ``Content-Encoding`` is refused,
+  never decoded: compressing proxies batch chunks, and a few kilobytes of gzip can inflate to
+  gigabytes. Bodies are read raw, as the socket delivers them;
 - no read timeout: Ollama sends nothing, not even headers, until the first token, so a cold
   load is a silent connection for minutes. The prober enforces ``timeout`` and
   ``stall_timeout`` itself, around the whole exchange.
+
+Every error the HTTP library raises leaves this module as a ``TransportFailure`` carrying its
+one ``Reason``, decided with what the transport saw (``WireLog``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import httpx
 
 from exporter import __version__
 from exporter.clock import Clock, SystemClock
 from exporter.config import Target
-from exporter.ollama.network import AsyncioBackend, AsyncioStream
-from exporter.result import Reason
+from exporter.ollama.errors import classify_status
+from exporter.ollama.network import AsyncioBackend, WireLog, recording
+from exporter.result import Reason, shorten
 
 CONNECT_TIMEOUT_S = 10.0
 WRITE_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 5.0
 VERSION_TIMEOUT_S = 5.0
+VERSION_BODY_LIMIT = 4096
+VERSION_MAX_CHARS = 80
+
+
+class TransportFailure(Exception):
+    """The exchange failed because of what the server did (or did not) send."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What ``/api/version`` says: the version string and the ``Server`` header, both cut short."""
+
+    version: str
+    server: str = ""
+
+    @property
+    def is_simulator(self) -> bool:
+        """The exporter's own simulator answers ``0.0.0-simulator`` with a ``Server`` header
+        naming it: its numbers are synthetic, which an operator should know."""
+        return "simulator" in self.version.lower() or "simulator" in self.server.lower()
+
+
+# What ``OllamaClient.prepare`` builds and ``open_stream`` sends: opaque to the prober.
+PreparedRequest = httpx.Request
+
+
+def refused_encoding(headers: httpx.Headers) -> str | None:
+    """The ``Content-Encoding`` of a response, unless it is absent or ``identity``."""
+    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
+    refused = [c for c in codings if c not in ("", "identity")]
+    return ", ".join(refused) if refused else None
+
+
+async def _read_raw(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body, undecoded; the rest is left unread."""
+    data = bytearray()
+    async for part in response.aiter_raw():
+        data += part[: limit - len(data)]
+        if len(data) >= limit:
+            break
+    return bytes(data)
 
 
 class StreamResponse:
-    """A response whose body is read as it arrives, read by the prober only."""
+    """A response whose body is read raw, read by read, by the prober only."""
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
-        stream = response.extensions.get("network_stream")
-        self._stream = stream if isinstance(stream, AsyncioStream) else None
 
     @property
     def status(self) -> int:
         return self._response.status_code
 
-    @property
-    def connect_started_ns(self) -> int | None:
-        """When this connection began (before DNS/TCP/TLS), if the transport recorded it."""
-        return None if self._stream is None else self._stream.connect_started_ns
+    def header(self, name: str) -> str:
+        return str(self._response.headers.get(name, ""))
 
-    def arrival_ns(self) -> int | None:
-        """When the socket read behind the latest body bytes returned, if recorded."""
-        return None if self._stream is None else self._stream.last_read_ns
+    @property
+    def refused_encoding(self) -> str | None:
+        """A ``Content-Encoding`` other than identity, which the prober refuses to read."""
+        return refused_encoding(self._response.headers)
 
     def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as each read returns them (Content-Encoding decoded, if any)."""
-        return self._response.aiter_bytes()
+        """Body bytes as each socket read returns them, never decoded."""
+        return self._response.aiter_raw()
 
     async def read_limited(self, limit: int) -> bytes:
         """At most ``limit`` bytes of the body: enough to classify an error response."""
-        data = bytearray()
-        async for part in self._response.aiter_bytes():
-            data += part
-            if len(data) >= limit:
-                break
-        return bytes(data[:limit])
+        return await _read_raw(self._response, limit)
 
 
 def _ssl_verify(target: Target) -> ssl.SSLContext | bool:
@@ -100,6 +147,8 @@ class OllamaClient:
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport`` replaces the lean one (the benchmark compares httpx's own); without
+        ``AsyncioBackend`` the prober falls back to its own, later, timestamps."""
         self.target = target
         headers = {
             "Accept-Encoding": "identity",
@@ -116,29 +165,56 @@ class OllamaClient:
             transport=transport or lean_transport(target, clock or SystemClock()),
         )
 
-    def prepare(self, path: str, body: bytes) -> httpx.Request:
+    def prepare(self, path: str, body: bytes) -> PreparedRequest:
         """Build a JSON POST to ``path`` (relative to the target URL, path prefix kept)."""
         return self._client.build_request(
             "POST", path.lstrip("/"), content=body, headers={"Content-Type": "application/json"}
         )
 
     @asynccontextmanager
-    async def open_stream(self, request: httpx.Request) -> AsyncIterator[StreamResponse]:
-        """Send the request; yield once the status line and headers are in; always close."""
-        response = await self._client.send(request, stream=True)
+    async def open_stream(
+        self, request: PreparedRequest, wire: WireLog
+    ) -> AsyncIterator[StreamResponse]:
+        """Send the request; yield once the status line and headers are in; always close.
+
+        ``wire`` receives the transport's stamps and observations. An HTTP error, while
+        sending or while the body is read inside the block, becomes a ``TransportFailure``.
+        """
+        with recording(wire):
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.HTTPError as err:
+                raise TransportFailure(*classify_exception(err, wire)) from err
+            try:
+                yield StreamResponse(response)
+            except httpx.HTTPError as err:
+                raise TransportFailure(*classify_exception(err, wire, responded=True)) from err
+            finally:
+                await response.aclose()
+
+    async def version(self, timeout: float = VERSION_TIMEOUT_S) -> ServerInfo:
+        """``GET /api/version``: a cheap request that warms the client and names the server.
+
+        Bounded like a probe: ``timeout`` for the whole exchange (``TimeoutError``), a few KiB
+        of body, no decoding. Any other failure is a ``TransportFailure``.
+        """
+        wire = WireLog()
+        request = self._client.build_request("GET", "api/version")
+        async with asyncio.timeout(timeout), self.open_stream(request, wire) as response:
+            encoding = response.refused_encoding
+            if encoding is not None:
+                raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
+            body = await response.read_limited(VERSION_BODY_LIMIT)
+            if response.status != 200:
+                raise TransportFailure(*classify_status(response.status, body))
+            server = response.header("server")
         try:
-            yield StreamResponse(response)
-        finally:
-            await response.aclose()
-
-    def classify(self, exc: BaseException) -> tuple[Reason, str]:
-        return classify_exception(exc)
-
-    async def version(self) -> str:
-        """``GET /api/version``: a cheap request that warms the client and names the server."""
-        response = await self._client.get("api/version", timeout=VERSION_TIMEOUT_S)
-        response.raise_for_status()
-        return str(response.json().get("version", "unknown"))
+            version = json.loads(body).get("version")
+        except (ValueError, RecursionError, AttributeError) as err:
+            raise TransportFailure(Reason.INVALID_RESPONSE, "/api/version: not JSON") from err
+        return ServerInfo(
+            shorten(str(version), VERSION_MAX_CHARS), shorten(server, VERSION_MAX_CHARS)
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -153,14 +229,32 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def classify_exception(exc: BaseException) -> tuple[Reason, str]:
+def _looks_like_http(head: bytes) -> bool:
+    return head[:5] == b"HTTP/"[: len(head[:5])]
+
+
+def _protocol_reason(detail: str, wire: WireLog | None, *, responded: bool) -> tuple[Reason, str]:
+    if wire is None or not wire.eof:
+        return Reason.INVALID_RESPONSE, detail
+    if not responded and wire.received and not _looks_like_http(wire.head):
+        return Reason.INVALID_RESPONSE, f"not an HTTP response: {wire.head!r}…"
+    return Reason.TRUNCATED, detail
+
+
+def classify_exception(
+    exc: BaseException, wire: WireLog | None = None, *, responded: bool = False
+) -> tuple[Reason, str]:
     """The reason for an exception raised while talking to the server.
 
     A TLS failure surfaces as ``httpx.ConnectError`` with an ``ssl.SSLError`` somewhere in
-    its cause chain. A server that closes the connection early raises
-    ``RemoteProtocolError``, before the status line ("Server disconnected without sending a
-    response") or after it ("incomplete chunked read"): both are ``truncated``, the contract's
-    reason for a close before ``done: true``.
+    its cause chain. ``RemoteProtocolError`` means two different things, told apart by
+    ``wire``: raised after the peer closed the connection, it is a close before ``done``
+    (``truncated``), before or after the status line; raised while the connection was still
+    open, the server's own bytes broke HTTP/1.1 (bad chunk framing, a header too large to
+    hold, an unrequested ``101``), which is ``invalid_response``. So is a close after bytes
+    that were never HTTP at all, such as a TLS alert from a TLS port spoken to in plain
+    HTTP. A reset is a close (``truncated``). ``responded`` says whether the status line and
+    headers had arrived.
     """
     detail = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
     if any(isinstance(e, ssl.SSLError) for e in _chain(exc)):
@@ -169,9 +263,10 @@ def classify_exception(exc: BaseException) -> tuple[Reason, str]:
         return Reason.CONNECT_ERROR, detail
     if isinstance(exc, httpx.PoolTimeout):
         return Reason.CONNECT_ERROR, f"{detail} (connection pool exhausted)"
-    if isinstance(exc, httpx.DecodingError):
-        return Reason.INVALID_RESPONSE, detail
+    if isinstance(exc, httpx.ProtocolError):
+        return _protocol_reason(detail, wire, responded=responded)
     if isinstance(exc, httpx.TransportError):
-        # RemoteProtocolError, ReadError, WriteError, …: the exchange broke off mid-way.
+        # ReadError, WriteError (a reset), a read or write timeout: the exchange broke off.
         return Reason.TRUNCATED, detail
-    return Reason.HTTP_ERROR, detail
+    # DecodingError and the rest: an answer the HTTP library could not make sense of.
+    return Reason.INVALID_RESPONSE, detail

@@ -11,7 +11,9 @@ import json
 
 from exporter.result import Reason
 
-ERROR_BODY_LIMIT = 64 * 1024
+# How much of an error response is read: enough for any Ollama error object (a llama-server
+# error quoted inside it included); the rest is never read, let alone kept.
+ERROR_BODY_LIMIT = 16 * 1024
 
 
 def error_message(body: bytes) -> str | None:
@@ -30,7 +32,8 @@ def error_message(body: bytes) -> str | None:
 
 
 def classify_status(status: int, body: bytes) -> tuple[Reason, str]:
-    """Reason and a short detail for a non-2xx response with (at most 64 KiB of) ``body``."""
+    """Reason and a detail for a non-2xx response with (the first ``ERROR_BODY_LIMIT`` bytes of)
+    ``body``; the detail is cut short where the ProbeResult is built."""
     message = error_message(body)
     shown = message if message is not None else body[:200].decode("utf-8", "replace").strip()
     detail = f"HTTP {status}: {shown}" if shown else f"HTTP {status}"

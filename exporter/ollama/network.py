@@ -10,8 +10,9 @@ This backend is a plain ``asyncio.Protocol``: ``loop.create_connection`` skips r
 for IP literals and resolves host names as usual, and ``data_received`` timestamps each
 arrival with the injected clock the moment the event loop hands it over, before any HTTP
 parsing and without waiting for a reader coroutine to be resumed. The start of each
-connection (before DNS, TCP and TLS: the contract's ``t0``) is stamped too. The prober reads
-both through httpx's ``network_stream`` response extension.
+connection (before DNS, TCP and TLS: the probe's ``t0``) is stamped too. Both go to the
+``WireLog`` of the exchange (see ``recording``), with what a failed exchange needs to be
+classified: whether the peer closed the connection, and the first bytes it sent.
 
 Errors and timeouts map onto httpcore's exceptions as the AnyIO backend maps them, so httpx's
 error types are unchanged (a TLS failure is still ``ConnectError`` caused by ``ssl.SSLError``).
@@ -22,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
@@ -31,9 +35,50 @@ CLOSE_WAIT_S = 1.0
 # Stop reading from the socket while this much is buffered and unread (flow control).
 HIGH_WATER_BYTES = 1024 * 1024
 
+HEAD_BYTES = 16
+
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
+
+
+@dataclass(slots=True)
+class WireLog:
+    """What the transport saw of one exchange, for timing and for naming a failure.
+
+    Fields:
+        connect_started_ns: when the connection began, before DNS, TCP and TLS.
+        last_arrival_ns: when the bytes most recently handed to the HTTP parser arrived.
+        received: how many bytes were handed to the HTTP parser.
+        head: the first bytes received (up to 16): tells an answer that is not HTTP at all
+            (a TLS alert, an SSH banner) from an HTTP response cut short.
+        eof: the HTTP parser was handed end-of-stream: the peer closed the connection. An
+            HTTP error raised *before* that is the server's bytes breaking the protocol.
+    """
+
+    connect_started_ns: int | None = None
+    last_arrival_ns: int | None = None
+    received: int = 0
+    head: bytes = b""
+    eof: bool = False
+
+
+_WIRE: ContextVar[WireLog | None] = ContextVar("exporter_wire_log", default=None)
+
+
+@contextmanager
+def recording(wire: WireLog) -> Iterator[WireLog]:
+    """Connections opened in this block, by this task, report to ``wire``.
+
+    httpcore opens a connection inside the task that sends the request, so a context
+    variable reaches the backend without any API of httpx's. Connections are never reused
+    (the client keeps none alive), so a connection's log is its exchange's log.
+    """
+    token = _WIRE.set(wire)
+    try:
+        yield wire
+    finally:
+        _WIRE.reset(token)
 
 
 async def _with_timeout(coro: Any, timeout: float | None, exc: type[Exception]) -> Any:
@@ -101,7 +146,14 @@ class _StampingProtocol(asyncio.Protocol):
             self._waiter.set_result(None)
 
     async def read(self, max_bytes: int) -> tuple[int | None, bytes]:
-        """The next buffered bytes (at most ``max_bytes``) and when they arrived."""
+        """The next buffered bytes (at most ``max_bytes``) and when they arrived.
+
+        When data is already waiting, it is taken on the next pass of the event loop, not at
+        once: a server that floods would otherwise keep this reader running without a break,
+        and timers (every probe deadline) and other probes would wait until it stopped.
+        """
+        if self._chunks:
+            await asyncio.sleep(0)
         while not self._chunks:
             if self._eof:
                 if self._error is not None:
@@ -133,16 +185,16 @@ class _StampingProtocol(asyncio.Protocol):
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
-    """One TCP (or TLS) connection; ``connect_started_ns`` and ``last_read_ns`` are stamps."""
+    """One TCP (or TLS) connection, reporting what it reads to its exchange's ``WireLog``."""
 
-    def __init__(self, protocol: _StampingProtocol, connect_started_ns: int) -> None:
+    def __init__(self, protocol: _StampingProtocol, wire: WireLog) -> None:
         assert protocol.transport is not None
         self._protocol = protocol
         self._transport: asyncio.Transport = protocol.transport
-        self.connect_started_ns = connect_started_ns
-        self.last_read_ns: int | None = None
+        self.wire = wire
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        wire = self.wire
         try:
             stamp: int | None
             data: bytes
@@ -150,9 +202,16 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 self._protocol.read(max_bytes), timeout, httpcore.ReadTimeout
             )
         except OSError as err:
+            wire.eof = True
             raise httpcore.ReadError(str(err)) from err
+        if not data:
+            wire.eof = True
+            return data
         if stamp is not None:
-            self.last_read_ns = stamp
+            wire.last_arrival_ns = stamp
+        if wire.received < HEAD_BYTES:
+            wire.head += data[: HEAD_BYTES - wire.received]
+        wire.received += len(data)
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -214,6 +273,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+def _started(now_ns: int) -> WireLog:
+    """The log of the exchange opening a connection now (a private one outside ``recording``)."""
+    wire = _WIRE.get() or WireLog()
+    wire.connect_started_ns = now_ns
+    return wire
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend interface over plain asyncio; ``now`` stamps in ns."""
 
@@ -228,7 +294,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        started = self._now()
+        wire = _started(self._now())
         loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
         try:
@@ -241,7 +307,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             )
         except OSError as err:
             raise httpcore.ConnectError(str(err)) from err
-        stream = AsyncioStream(protocol, started)
+        stream = AsyncioStream(protocol, wire)
         sock = stream.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
@@ -253,7 +319,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        started = self._now()
+        wire = _started(self._now())
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await _with_timeout(
@@ -263,7 +329,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             )
         except OSError as err:
             raise httpcore.ConnectError(str(err)) from err
-        return AsyncioStream(protocol, started)
+        return AsyncioStream(protocol, wire)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

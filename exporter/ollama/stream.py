@@ -5,6 +5,10 @@ U+2028 and friends too, and Go's JSON encoder leaves U+0085 raw inside strings, 
 text containing NEL would cut a chunk in two. Byte 0x0A never occurs inside a multi-byte
 UTF-8 sequence, so splitting bytes on ``b"\\n"`` is always safe. Lines can arrive split
 across reads, and the final generate line (with its ``context`` array) can be megabytes.
+
+Everything a server sends is bounded before it is held or decoded: a line by
+``MAX_LINE_BYTES``, the objects ``json.loads`` builds from one line by counting its brackets
+and quotes first, and the done chunk's numbers by what a generation can plausibly report.
 """
 
 from __future__ import annotations
@@ -13,18 +17,33 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.result import ServerStats
+from exporter.result import NS_PER_S, ServerStats, shorten
 
-DEFAULT_MAX_LINE_BYTES = 32 * 1024 * 1024
+# The longest line accepted. Only the done chunk of /api/generate is ever long: its
+# ``context`` holds the prompt's and the answer's token ids, about 7 bytes each, so 4 MiB is
+# a context of some 600k tokens, far beyond any probe's prompt plus ``max_tokens``.
+MAX_LINE_BYTES = 4 * 1024 * 1024
 
-# Fields of the done chunk that are integer counters or nanosecond durations.
+# ``json.loads`` turns each ``{}`` (3 bytes) into a 64-byte dict: a line of them would grow
+# 25-fold in memory. Ollama's chunks hold a handful of objects and strings, so a long line with
+# more than these is refused before it is decoded; what remains (integers) grows about 6-fold.
+_CHECKED_LINE_BYTES = 64 * 1024
+MAX_CONTAINERS = 10_000
+MAX_QUOTES = 20_000
+
+# Sane bounds for the done chunk: a count of tokens, or a duration of 30 days.
+MAX_COUNT = 10_000_000
+MAX_DURATION_NS = 30 * 86_400 * NS_PER_S
+DONE_REASON_MAX = 64
+
+# Fields of the done chunk: wire name → (ServerStats field, largest accepted value).
 _STAT_FIELDS = {
-    "eval_count": "eval_count",
-    "eval_duration": "eval_duration_ns",
-    "prompt_eval_count": "prompt_eval_count",
-    "prompt_eval_duration": "prompt_eval_duration_ns",
-    "load_duration": "load_duration_ns",
-    "total_duration": "total_duration_ns",
+    "eval_count": ("eval_count", MAX_COUNT),
+    "eval_duration": ("eval_duration_ns", MAX_DURATION_NS),
+    "prompt_eval_count": ("prompt_eval_count", MAX_COUNT),
+    "prompt_eval_duration": ("prompt_eval_duration_ns", MAX_DURATION_NS),
+    "load_duration": ("load_duration_ns", MAX_DURATION_NS),
+    "total_duration": ("total_duration_ns", MAX_DURATION_NS),
 }
 
 
@@ -37,34 +56,36 @@ class LineTooLong(InvalidLine):
 
 
 class LineSplitter:
-    """Splits a byte stream into ``\\n``-terminated lines, carrying partial lines over.
+    """Splits a byte stream into non-empty ``\\n``-terminated lines, carrying partial lines over.
 
-    ``feed`` remembers how far it has already searched, so a multi-megabyte line arriving in
-    many reads is scanned once, not once per read.
+    Each read is searched once, in C (``bytes.split``), so a multi-megabyte line arriving in
+    many reads is not rescanned, and a flood of empty lines costs next to nothing.
     """
 
-    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._buf = bytearray()
-        self._scanned = 0
         self._max = max_line_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add one read; return the complete lines it finished (without the ``\\n``)."""
-        self._buf += data
-        lines: list[bytes] = []
-        start = 0
-        while True:
-            end = self._buf.find(b"\n", max(start, self._scanned))
-            if end < 0:
-                break
-            lines.append(bytes(self._buf[start:end]))
-            start = end + 1
-        if start:
-            del self._buf[:start]
-        self._scanned = len(self._buf)
-        if self._scanned > self._max:
+        """Add one read; return the complete non-empty lines it finished (without ``\\n``)."""
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._grow(data)
+            return []
+        lines = data[:last].split(b"\n")
+        if self._buf:
+            self._grow(lines[0])
+            lines[0] = bytes(self._buf)
+            self._buf.clear()
+        if len(data) > self._max and max(map(len, lines)) > self._max:
+            raise LineTooLong(f"line exceeds {self._max} bytes")
+        self._grow(data[last + 1 :])
+        return list(filter(None, lines))  # in C: a flood of empty lines stays cheap
+
+    def _grow(self, data: bytes) -> None:
+        if len(self._buf) + len(data) > self._max:
             raise LineTooLong(f"line exceeds {self._max} bytes without a newline")
-        return lines
+        self._buf += data
 
     def tail(self) -> bytes:
         """What is left after the last newline: a partial line if the stream ended early."""
@@ -101,24 +122,40 @@ def _has_text(obj: dict[str, Any]) -> bool:
 
 def _stats(obj: dict[str, Any]) -> ServerStats:
     values: dict[str, Any] = {}
-    for wire_name, field in _STAT_FIELDS.items():
+    for wire_name, (field, bound) in _STAT_FIELDS.items():
         raw = obj.get(wire_name, 0)
-        # bool is an int subclass; a count of `true` is not a count.
-        if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
-            raise InvalidLine(f"done chunk field {wire_name!r} is not a non-negative integer")
+        # Integers only: bool is an int subclass (a count of `true` is not a count), and a
+        # float such as 1e20 would poison a counter for good.
+        if type(raw) is not int or not 0 <= raw <= bound:
+            shown = shorten(repr(raw), 40)
+            raise InvalidLine(
+                f"done chunk field {wire_name!r} is not an integer 0..{bound}: {shown}"
+            )
         values[field] = raw
     reason = obj.get("done_reason")
-    values["done_reason"] = reason if isinstance(reason, str) else None
+    values["done_reason"] = shorten(reason, DONE_REASON_MAX) if isinstance(reason, str) else None
     return ServerStats(**values)
+
+
+def _check_shape(line: bytes) -> None:
+    """Refuse a long line whose decoding would build far more objects than Ollama sends."""
+    if len(line) <= _CHECKED_LINE_BYTES:
+        return
+    containers = line.count(b"{") + line.count(b"[")
+    if containers > MAX_CONTAINERS:
+        raise InvalidLine(f"{containers} JSON objects or arrays in one {len(line)}-byte line")
+    if line.count(b'"') > MAX_QUOTES:
+        raise InvalidLine(f"more than {MAX_QUOTES // 2} strings in one {len(line)}-byte line")
 
 
 def parse_chunk(line: bytes) -> Chunk | None:
     """Parse one line; ``None`` for a blank line, ``InvalidLine`` for anything unexpected."""
     if not line.strip():
         return None
+    _check_shape(line)
     try:
         obj = json.loads(line)
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, absurd nesting or digits
         raise InvalidLine(f"not JSON: {_preview(line)}") from err
     if not isinstance(obj, dict):
         raise InvalidLine(f"not a JSON object: {_preview(line)}")

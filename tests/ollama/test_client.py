@@ -12,7 +12,7 @@ import pytest
 from exporter.clock import SystemClock
 from exporter.ollama import client as client_module
 from exporter.ollama.client import OllamaClient, classify_exception
-from exporter.ollama.network import AsyncioBackend
+from exporter.ollama.network import AsyncioBackend, WireLog
 from exporter.probe import run_probe
 from exporter.result import NS_PER_S, Reason
 from exporter.simulator import ModelScript, OllamaSimulator
@@ -81,7 +81,6 @@ async def test_headers_sent_and_env_proxy_ignored(monkeypatch: pytest.MonkeyPatc
         (httpx.ConnectError("refused"), Reason.CONNECT_ERROR),
         (httpx.ConnectTimeout("slow"), Reason.CONNECT_ERROR),
         (httpx.PoolTimeout("pool"), Reason.CONNECT_ERROR),
-        (httpx.RemoteProtocolError("peer closed connection"), Reason.TRUNCATED),
         (httpx.ReadError("reset"), Reason.TRUNCATED),
         (httpx.DecodingError("gzip"), Reason.INVALID_RESPONSE),
     ],
@@ -89,6 +88,35 @@ async def test_headers_sent_and_env_proxy_ignored(monkeypatch: pytest.MonkeyPatc
 def test_classify_exception(exc: Exception, reason: Reason) -> None:
     """Transport exceptions map to their reasons."""
     assert classify_exception(exc)[0] is reason
+
+
+CLOSED = WireLog(received=300, head=b"HTTP/1.1 200 OK\r\n", eof=True)
+
+
+@pytest.mark.parametrize(
+    ("wire", "responded", "reason"),
+    [
+        (WireLog(received=0, eof=True), False, Reason.TRUNCATED),  # closed before anything
+        (WireLog(received=4, head=b"HTTP", eof=True), False, Reason.TRUNCATED),  # mid-status
+        (CLOSED, True, Reason.TRUNCATED),  # incomplete chunked read
+        (
+            WireLog(received=30, head=b"\x15\x03\x03\x00\x02", eof=True),
+            False,
+            Reason.INVALID_RESPONSE,
+        ),
+        (WireLog(received=300, head=b"HTTP/1.1 200 OK\r\n"), True, Reason.INVALID_RESPONSE),
+        (WireLog(received=9, head=b"HTTP/1.1 "), False, Reason.INVALID_RESPONSE),
+        (None, True, Reason.INVALID_RESPONSE),
+    ],
+)
+def test_protocol_error_is_truncated_only_after_a_close(
+    wire: WireLog | None, responded: bool, reason: Reason
+) -> None:
+    """A protocol error after the peer closed is `truncated` (unless the bytes before the close
+    were not HTTP at all); raised while the connection was open, the server's bytes broke
+    HTTP/1.1: `invalid_response`."""
+    exc = httpx.RemoteProtocolError("whatever h11 says")
+    assert classify_exception(exc, wire, responded=responded)[0] is reason
 
 
 def test_tls_error_found_in_cause_chain() -> None:

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from exporter.ollama.stream import InvalidLine, LineSplitter, LineTooLong, parse_chunk
+from exporter.ollama.stream import (
+    MAX_COUNT,
+    MAX_DURATION_NS,
+    MAX_LINE_BYTES,
+    InvalidLine,
+    LineSplitter,
+    LineTooLong,
+    parse_chunk,
+)
 
 GEN = {"model": "m", "created_at": "2026-11-20T09:00:01Z", "response": "Hi", "done": False}
 DONE = {
@@ -72,6 +80,33 @@ class TestLineSplitter:
         splitter.feed(b"x" * 900)
         with pytest.raises(LineTooLong):
             splitter.feed(b"x" * 200)
+
+    @pytest.mark.parametrize(
+        "data",
+        [b"x" * 1001 + b"\n", b"ok\n" + b"x" * 1001 + b"\nok\n", b"x" * 600 + b"\n" + b"y" * 1001],
+    )
+    def test_line_over_cap_within_one_read_is_refused(self, data: bytes) -> None:
+        """A line longer than the cap is refused even when one read holds all of it."""
+        with pytest.raises(LineTooLong):
+            LineSplitter(max_line_bytes=1000).feed(data)
+
+    def test_line_at_the_cap_is_accepted(self) -> None:
+        """The cap itself is allowed, whether the line comes in one read or in two."""
+        assert LineSplitter(max_line_bytes=10).feed(b"x" * 10 + b"\n") == [b"x" * 10]
+        splitter = LineSplitter(max_line_bytes=10)
+        assert splitter.feed(b"x" * 6) == []
+        assert splitter.feed(b"x" * 4 + b"\n") == [b"x" * 10]
+
+    def test_empty_lines_are_dropped(self) -> None:
+        """A read of nothing but newlines yields no lines at all (cheaply, in C)."""
+        splitter = LineSplitter()
+        assert splitter.feed(b"\n" * 65536) == []
+        assert splitter.feed(b'\n\n{"a":1}\n\n') == [b'{"a":1}']
+        assert splitter.tail() == b""
+
+    def test_the_cap_is_sane_for_a_done_chunk(self) -> None:
+        """A few MiB: far above a real probe's done line, far below the memory limit."""
+        assert 1024 * 1024 <= MAX_LINE_BYTES <= 8 * 1024 * 1024
 
 
 class TestParseChunk:
@@ -151,9 +186,65 @@ class TestParseChunk:
             b'{"done":true,"eval_count":-1}',
             b'{"done":true,"eval_count":true}',
             b"\xff\xfe",
+            b"[" * 5000 + b"]" * 5000,  # deeper than the decoder's recursion limit
+            b'{"done":true,"eval_count":1' + b"0" * 5000 + b"}",  # too many digits for int()
         ],
     )
     def test_invalid_lines_raise(self, raw: bytes) -> None:
         """Anything but a JSON object with a boolean done (and integer stats) is invalid."""
         with pytest.raises(InvalidLine):
+            parse_chunk(raw)
+
+    @pytest.mark.parametrize(
+        "value",
+        ["1" + "0" * 400, "1e20", "100000000000000000000", "15.0", "NaN", "Infinity", "-1"],
+    )
+    @pytest.mark.parametrize("field", ["eval_count", "prompt_eval_count", "eval_duration"])
+    def test_absurd_numbers_in_the_done_chunk_are_invalid(self, field: str, value: str) -> None:
+        """Counts and durations are integers within sane bounds, or the chunk is invalid."""
+        with pytest.raises(InvalidLine, match=field):
+            parse_chunk(b'{"done":true,"%s":%s}' % (field.encode(), value.encode()))
+
+    @pytest.mark.parametrize(
+        ("field", "bound"),
+        [
+            ("eval_count", MAX_COUNT),
+            ("prompt_eval_count", MAX_COUNT),
+            ("eval_duration", MAX_DURATION_NS),
+            ("prompt_eval_duration", MAX_DURATION_NS),
+            ("load_duration", MAX_DURATION_NS),
+            ("total_duration", MAX_DURATION_NS),
+        ],
+    )
+    def test_bounds_are_inclusive(self, field: str, bound: int) -> None:
+        """The largest sane value is accepted, one more is not."""
+        assert parse_chunk(b'{"done":true,"%s":%d}' % (field.encode(), bound)) is not None
+        with pytest.raises(InvalidLine):
+            parse_chunk(b'{"done":true,"%s":%d}' % (field.encode(), bound + 1))
+
+    def test_the_bounds_are_sane(self) -> None:
+        """Ten million tokens; thirty days in nanoseconds."""
+        assert MAX_COUNT == 10**7
+        assert MAX_DURATION_NS == 30 * 86_400 * 10**9
+
+    def test_long_done_reason_is_cut(self) -> None:
+        """``done_reason`` is server text that reaches logs: it is kept short."""
+        chunk = parse_chunk(line({"done": True, "done_reason": "x" * 100_000}))
+        assert chunk is not None
+        assert chunk.stats is not None
+        assert chunk.stats.done_reason is not None
+        assert len(chunk.stats.done_reason.encode()) <= 64
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b'{"done":true,"context":[' + b"{}," * 30_000 + b'{}],"response":""}',
+            b'{"done":true,"context":[' + b"[]," * 30_000 + b'[]],"response":""}',
+            b'{"done":true,"context":[' + b'"",' * 30_000 + b'""],"response":""}',
+        ],
+    )
+    def test_long_line_of_costly_items_is_refused_before_decoding(self, raw: bytes) -> None:
+        """A long line with far more objects, arrays or strings than Ollama sends would
+        decode to many times its size: it is refused unread."""
+        with pytest.raises(InvalidLine, match="in one"):
             parse_chunk(raw)
