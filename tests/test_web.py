@@ -10,9 +10,9 @@ from collections.abc import Iterator, Mapping
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from exporter.result import JobKey, ProbeResult, Reason
+from exporter.result import DETAIL_MAX_BYTES, JobKey, ProbeResult, Reason
 from exporter.web import LIFECYCLE_FLAG, WebHooks, WebServer, make_app
-from exporter.web.landing import DETAIL_MAX_CHARS, landing_page
+from exporter.web.landing import landing_page
 from exporter.web.server import format_address, local_host
 from tests.support.processes import http_get
 
@@ -127,9 +127,9 @@ def test_landing_page_clips_server_supplied_detail() -> None:
     """A huge error detail from a probed server is cut, so the page stays small."""
     huge = "<x>" + "A" * 100_000
     page = landing_page("1.0", {KEY: ProbeResult(KEY, 0.0, Reason.HTTP_ERROR, detail=huge)})
-    assert len(page) < 2_000 + 6 * DETAIL_MAX_CHARS
-    assert "A" * DETAIL_MAX_CHARS not in page
-    assert "&lt;x&gt;" + "A" * (DETAIL_MAX_CHARS - 3) + "…" in page  # cut, then escaped
+    assert len(page) < 2_000 + 6 * DETAIL_MAX_BYTES
+    assert "A" * DETAIL_MAX_BYTES not in page
+    assert "&lt;x&gt;" + "A" * (DETAIL_MAX_BYTES - 6) + "…" in page  # cut, then escaped
     short = landing_page("1.0", {KEY: ProbeResult(KEY, 0.0, Reason.HTTP_ERROR, detail="HTTP 500")})
     assert "HTTP 500</td>" in short
 

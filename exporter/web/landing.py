@@ -1,8 +1,8 @@
 """The landing page ``/``: links, and the last result of every job.
 
-Result details come from the probed servers (an Ollama error body, an exception message), so
-each is cut to ``DETAIL_MAX_CHARS`` before escaping: a misbehaving server must not be able to
-make the page, and every scrape of it, arbitrarily large.
+Result details come from the probed servers (an Ollama error body, an exception message); a
+``ProbeResult`` cuts its detail to ``DETAIL_MAX_BYTES`` when it is built, so a misbehaving
+server cannot make this page, and every scrape of it, arbitrarily large.
 """
 
 from __future__ import annotations
@@ -12,13 +12,6 @@ from collections.abc import Mapping
 
 from exporter.report import result_dict
 from exporter.result import JobKey, ProbeResult
-
-DETAIL_MAX_CHARS = 300
-
-
-def clip(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, with an ellipsis when something was cut."""
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _row(key: JobKey, result: ProbeResult | None) -> str:
@@ -32,7 +25,7 @@ def _row(key: JobKey, result: ProbeResult | None) -> str:
             "ok" if data["success"] else f"FAIL: {data['reason']}",
             "" if ttft is None else f"{ttft:.3f} s",
             "" if tps is None else f"{tps:.1f}",
-            clip(data["detail"]),
+            data["detail"],
         ]
     return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
 
