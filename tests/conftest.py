@@ -2,7 +2,8 @@
 
 - ``e2e``: real processes (the exporter, the simulator, Prometheus) talking over loopback;
 - ``deploy``: deploy artefacts checked with their real tools (Helm, promtool, hadolint, …);
-- ``slow``: marked by hand on a test that needs more than a couple of seconds.
+- ``slow``: a test that needs more than a couple of seconds: the hostile-server suite
+  (``tests/hostile``, stress cases over loopback) and tests marked by hand.
 
 ``make test-fast`` runs ``-m "not e2e and not deploy and not slow"``; ``make test`` runs all.
 """
@@ -19,6 +20,7 @@ _FOLDER_MARKS = {
     "deploy": "deploy",
     "rules": "deploy",
     "dashboard": "deploy",
+    "hostile": "slow",
 }
 
 

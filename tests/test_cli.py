@@ -91,6 +91,7 @@ def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert err[0].startswith("config.file:")
 
 
+@pytest.mark.e2e  # a real process
 def test_config_check_stays_light() -> None:
     """--config.check imports neither the daemon nor APScheduler nor httpx: it must run fast
     in a pre-start hook or CI job, and must not depend on what only serving needs."""
@@ -189,6 +190,7 @@ def test_global_flag_a_subcommand_cannot_use_is_refused(
     assert capsys.readouterr().err == f"ollama-probe-exporter: {message}\n"
 
 
+@pytest.mark.e2e  # a real process
 def test_demo_uses_global_flags_given_before_it() -> None:
     """`--web.listen-address … --log.level debug demo` listens there and logs at debug."""
     port = free_port()
@@ -395,6 +397,7 @@ def _closed_pipe() -> int:
     return write_end
 
 
+@pytest.mark.e2e  # a real process
 def test_config_check_into_a_closed_pipe_exits_quietly() -> None:
     """`--config.check | head -2`: exit 141 like a program killed by SIGPIPE, no traceback."""
     write_end = _closed_pipe()
@@ -408,6 +411,7 @@ def test_config_check_into_a_closed_pipe_exits_quietly() -> None:
     assert (done.returncode, done.stderr) == (EXIT_BROKEN_PIPE, "")
 
 
+@pytest.mark.e2e  # a real process
 async def test_probe_into_a_closed_pipe_exits_quietly(sim: OllamaSimulator) -> None:
     """`probe … | head -3`: exit 141, nothing on stderr."""
     write_end = _closed_pipe()
