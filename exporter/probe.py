@@ -31,7 +31,7 @@ from exporter.ollama.client import (
 from exporter.ollama.errors import ERROR_BODY_LIMIT, classify_status
 from exporter.ollama.network import WireLog
 from exporter.ollama.payload import API_PATHS, encode, new_nonce, request_body
-from exporter.ollama.stream import MAX_LINE_BYTES, InvalidLine, LineSplitter, parse_chunk
+from exporter.ollama.stream import InvalidLine, LineSplitter, parse_chunk
 from exporter.result import ProbeResult, Reason
 from exporter.timeline import Timeline
 
@@ -44,10 +44,9 @@ LINES_PER_PASS = 64
 class _Probe:
     """The state of one probe in flight; ``run_probe`` is its only user."""
 
-    def __init__(self, spec: JobSpec, clock: Clock, max_line_bytes: int) -> None:
+    def __init__(self, spec: JobSpec, clock: Clock) -> None:
         self.spec = spec
         self.clock = clock
-        self.max_line_bytes = max_line_bytes
         self.timeline = Timeline()
         self.wire = WireLog()
         self.sent_ns = clock.monotonic_ns()
@@ -90,7 +89,7 @@ class _Probe:
         deadline = limit.when()
         assert deadline is not None
         stall_s = self.spec.profile.stall_timeout
-        splitter = LineSplitter(self.max_line_bytes)
+        splitter = LineSplitter()
         t_ns = self.clock.monotonic_ns()
         async for data in response.chunks():
             # The transport stamped the socket read behind these bytes, before any parsing.
@@ -143,24 +142,17 @@ class _Probe:
         return Reason.TIMEOUT_TOTAL, f"stream not done within {profile.timeout:g} s (timeout)"
 
 
-async def run_probe(
-    client: OllamaClient,
-    spec: JobSpec,
-    clock: Clock,
-    *,
-    nonce: str | None = None,
-    max_line_bytes: int = MAX_LINE_BYTES,
-) -> ProbeResult:
+async def run_probe(client: OllamaClient, spec: JobSpec, clock: Clock) -> ProbeResult:
     """Send one streaming generation for ``spec`` and measure it; never raises for I/O.
 
     A ``MemoryError`` can only come from a response too large to hold (every buffer is
     bounded, but a host can be short of memory): it is ``invalid_response``, like any other
     exception the HTTP stack raises that names no transport failure.
     """
-    body = encode(request_body(spec.profile, spec.model, nonce or new_nonce()))
+    body = encode(request_body(spec.profile, spec.model, new_nonce()))
     prepared = client.prepare(API_PATHS[spec.profile.api], body)
     loop = asyncio.get_running_loop()
-    probe = _Probe(spec, clock, max_line_bytes)  # stamps the fallback t0: now
+    probe = _Probe(spec, clock)  # stamps the fallback t0: now
     try:
         async with asyncio.timeout_at(loop.time() + spec.profile.timeout) as limit:
             return await probe.exchange(client, prepared, limit)

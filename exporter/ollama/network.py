@@ -34,7 +34,7 @@ import httpcore
 CLOSE_WAIT_S = 1.0
 # Stop reading from the socket while this much is buffered and unread (flow control).
 HIGH_WATER_BYTES = 1024 * 1024
-
+# How many of a connection's first bytes a WireLog keeps: enough to see "HTTP/" or not.
 HEAD_BYTES = 16
 
 SocketOption = (

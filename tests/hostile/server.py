@@ -277,3 +277,29 @@ def abort(writer: asyncio.StreamWriter) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+# --- hostile behaviours shared by several tests (module level: picklable for RemoteServers)
+
+
+async def flood(request: Request, writer: asyncio.StreamWriter, *, block: bytes) -> None:
+    """A chunked 200 whose body is ``block`` over and over, as fast as the client reads."""
+    writer.write(head(200, [NDJSON]))
+    frame = chunk(block)
+    for _ in range(10**10 // len(block)):
+        writer.write(frame)
+        await writer.drain()
+
+
+async def drip_headers(request: Request, writer: asyncio.StreamWriter) -> None:
+    """A header line that never ends, a byte at a time: no response ever arrives."""
+    writer.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+    for _ in range(10_000):
+        writer.write(b"a")
+        await writer.drain()
+        await asyncio.sleep(0.02)
+
+
+async def hang(request: Request, writer: asyncio.StreamWriter) -> None:
+    """Read the request, then say nothing at all."""
+    await asyncio.sleep(3600)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import ExitStack
+from functools import partial
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.hostile.probing import (
     settings_for,
     two_targets,
 )
+from tests.hostile.remote import RemoteServers
 from tests.hostile.server import (
     NDJSON,
     Handler,
@@ -31,6 +33,7 @@ from tests.hostile.server import (
     chunk,
     done_line,
     fixed,
+    flood,
     head,
     healthy,
     text_line,
@@ -150,9 +153,10 @@ async def test_flood_of_tiny_lines_keeps_deadlines_and_others_on_time(block: byt
     """A server sending tiny lines as fast as the socket allows: the probe's own deadline
     still fires (no text ever came: timeout_first_token), memory stays flat, and a healthy
     target probed meanwhile through the same runner stays on schedule."""
-    with HostileServer(endless(b"", block)) as bad, HostileServer(healthy) as good:
-        beside = await beside_healthy(two_targets(bad.url, good.url, timeout="1200ms"))
-        await bad.wait_released()
+    with RemoteServers(partial(flood, block=block), healthy) as servers:
+        bad, good = servers.urls
+        beside = await beside_healthy(two_targets(bad, good, timeout="1200ms"))
+        await servers.wait_released()
     assert beside.hostile.reason is Reason.TIMEOUT_FIRST_TOKEN, beside.hostile.detail
     beside.assert_healthy_on_schedule()
     beside.assert_memory_flat()

@@ -4,16 +4,18 @@ target probed meanwhile through the same runner stays on schedule."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import ExitStack
 
 from exporter.result import NS_PER_S, Reason
 from tests.hostile.probing import beside_healthy, probe_hostile, run_all, settings_for, two_targets
+from tests.hostile.remote import RemoteServers
 from tests.hostile.server import (
     HEALTHY_STREAM,
     NDJSON,
     HostileServer,
     Request,
     chunk,
+    drip_headers,
+    hang,
     head,
     healthy,
     send,
@@ -36,15 +38,6 @@ async def drip_response(request: Request, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.001)
 
 
-async def drip_headers(request: Request, writer: asyncio.StreamWriter) -> None:
-    """A header line that never ends, a byte at a time: no response ever arrives."""
-    writer.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
-    for _ in range(10_000):
-        writer.write(b"a")
-        await writer.drain()
-        await asyncio.sleep(0.02)
-
-
 async def drip_after_text(request: Request, writer: asyncio.StreamWriter) -> None:
     """Two tokens, then a newline now and then, forever: bytes flow, no chunk completes."""
     writer.write(head(200, [NDJSON]) + chunk(text_line()) + chunk(text_line()))
@@ -58,11 +51,6 @@ async def stall(request: Request, writer: asyncio.StreamWriter) -> None:
     """Two tokens, then silence for a minute."""
     writer.write(head(200, [NDJSON]) + chunk(text_line()) + chunk(text_line()))
     await writer.drain()
-    await asyncio.sleep(60)
-
-
-async def hang(request: Request, writer: asyncio.StreamWriter) -> None:
-    """Read the request, then say nothing at all."""
     await asyncio.sleep(60)
 
 
@@ -101,9 +89,10 @@ async def test_drip_after_text_is_bounded_by_timeout() -> None:
 async def test_dripped_headers_beside_a_healthy_target() -> None:
     """Headers dripped forever: timeout_first_token at the probe's own timeout, and the
     healthy target next to it keeps its pace."""
-    with HostileServer(drip_headers) as bad, HostileServer(healthy) as good:
-        beside = await beside_healthy(two_targets(bad.url, good.url))
-        await bad.wait_released()
+    with RemoteServers(drip_headers, healthy) as servers:
+        bad, good = servers.urls
+        beside = await beside_healthy(two_targets(bad, good))
+        await servers.wait_released()
     assert beside.hostile.reason is Reason.TIMEOUT_FIRST_TOKEN, beside.hostile.detail
     beside.assert_healthy_on_schedule()
     beside.assert_memory_flat()
@@ -112,16 +101,15 @@ async def test_dripped_headers_beside_a_healthy_target() -> None:
 async def test_many_hanging_targets_beside_a_healthy_one() -> None:
     """Eight targets that never answer, probed at once with a healthy one: each hangs
     until its own timeout, none delays the healthy target, every socket is closed."""
-    with ExitStack() as stack:
-        good = stack.enter_context(HostileServer(healthy))
-        bad = [stack.enter_context(HostileServer(hang)) for _ in range(8)]
-        urls = {f"hang{i}": s.url for i, s in enumerate(bad)}
+    with RemoteServers(healthy, *[hang] * 8) as servers:
+        good, *bad = servers.urls
+        urls = {f"hang{i}": url for i, url in enumerate(bad)}
         settings = settings_for(urls, timeout="1s", stall_timeout="500ms")
         hanging = asyncio.create_task(run_all(settings))
-        beside = await beside_healthy(two_targets(bad[0].url, good.url))
+        beside = await beside_healthy(two_targets(bad[0], good))
         results = await hanging
-        for server in bad:
-            await server.wait_released()
+        await servers.wait_released()
+        assert all(accepted >= 1 for accepted, _ in servers.counts()[1:])
     assert beside.hostile.reason is Reason.TIMEOUT_FIRST_TOKEN, beside.hostile.detail
     assert [r.reason for r in results] == [Reason.TIMEOUT_FIRST_TOKEN] * 8
     beside.assert_healthy_on_schedule()

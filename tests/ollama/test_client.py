@@ -124,3 +124,17 @@ def test_tls_error_found_in_cause_chain() -> None:
     outer = httpx.ConnectError("handshake failed")
     outer.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
     assert classify_exception(outer)[0] is Reason.TLS_ERROR
+
+
+def test_clients_share_one_default_tls_context() -> None:
+    """Loading the CA bundle takes tens of milliseconds of blocking work: it is done once,
+    not per client, so a reload that creates clients does not stall probes in flight."""
+
+    def context(url: str, **target: object) -> ssl.SSLContext:
+        client = OllamaClient(make_settings(url, ["m"], target=target).targets[0])
+        return client._client._transport._pool._ssl_context  # type: ignore[attr-defined]
+
+    shared = context("http://127.0.0.1:9")
+    assert context("https://127.0.0.1:10") is shared
+    assert context("http://127.0.0.1:11", tls={"insecure_skip_verify": True}) is not shared
+    assert shared.verify_mode is ssl.CERT_REQUIRED
