@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,14 @@ from pydantic_core import ErrorDetails
 from exporter.config.durations import format_duration
 from exporter.config.models import PROBLEMS_ERROR
 from exporter.config.settings import Settings
-from exporter.config.sources import Loading, format_path, known_keys, loading
-from exporter.config.values import redact_url
+from exporter.config.sources import (
+    ConfigFileSource,
+    EnvironmentSource,
+    SourceProblem,
+    format_path,
+    walk,
+)
+from exporter.config.values import CURRENT_LOAD, redact_url
 
 
 class ConfigError(Exception):
@@ -45,13 +51,16 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     all, ``{env: VAR}`` headers included. Relative file paths in the config are relative to the
     config file's folder. Raises ``ConfigError`` listing every problem found.
     """
-    state = Loading(
-        environ=os.environ if environ is None else environ,
-        base_dir=None if path is None else path.absolute().parent,
-        config_file=path,
-        read_env=True,
+    environ = os.environ if environ is None else environ
+    file = ConfigFileSource(Settings, path)
+    env = EnvironmentSource(Settings, environ, file.yaml_data)
+    problems = [*file.problems, *env.problems]
+    if not file.usable:  # validating what an unusable file left would only add noise
+        raise ConfigError(problems)
+    base_dir = None if path is None else path.absolute().parent
+    return _validate(
+        lambda: Settings(_build_sources=((env, file), {})), environ, base_dir, problems
     )
-    return _build(state, {})
 
 
 def build_settings(
@@ -65,23 +74,27 @@ def build_settings(
     The same rules and messages as a config file; ``environ`` is only read by ``{env: VAR}``
     header values, ``base_dir`` resolves relative paths. Raises ``ConfigError``.
     """
-    state = Loading(environ=os.environ if environ is None else environ, base_dir=base_dir)
-    return _build(state, data)
+    environ = os.environ if environ is None else environ
+    return _validate(lambda: Settings.model_validate(data), environ, base_dir, [])
 
 
-def _build(state: Loading, data: Mapping[str, Any]) -> Settings:
-    """Construct Settings within ``state``; source problems first, then validation problems."""
-    invalid: list[str] = []
-    with loading(state):
-        try:
-            settings = Settings.model_validate(data)
-        except ValidationError as exc:
-            invalid = _validation_problems(exc)
-    # `from None` in both: a chained ValidationError would print the raw input, secrets included.
-    if not state.file_usable:  # validating what an unusable file left would only add noise
-        raise ConfigError(state.problems) from None
-    if state.problems or invalid:
-        raise ConfigError([*state.problems, *invalid]) from None
+def _validate(
+    build: Callable[[], Settings],
+    environ: Mapping[str, str],
+    base_dir: Path | None,
+    problems: list[str],
+) -> Settings:
+    """Build Settings as the load of ``environ`` and ``base_dir``; the sources' problems first."""
+    token = CURRENT_LOAD.set((environ, base_dir))
+    try:
+        settings = build()
+    except ValidationError as exc:
+        problems = [*problems, *_validation_problems(exc)]
+    finally:
+        CURRENT_LOAD.reset(token)
+    if problems:
+        # `from None`: a chained ValidationError would print the raw input, secrets included.
+        raise ConfigError(problems) from None
     return settings
 
 
@@ -120,11 +133,19 @@ def _message(error: ErrorDetails) -> str:
     if kind == "value_error":
         return str(error.get("ctx", {}).get("error", error["msg"]))
     if kind == "extra_forbidden":
-        known = known_keys(Settings, error["loc"][:-1])
-        return "unknown key" + (f"; known: {', '.join(known)}" if known else "")
+        return "unknown key" + _known_keys(error["loc"][:-1])
     if kind == "missing":
         return "required key is missing"
     return _TYPE_MESSAGES.get(kind, error["msg"])
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> str:
+    """The hint for an unknown key: the keys of the section at ``loc``."""
+    try:
+        _, kinds, model = walk(Settings, [str(key) for key in loc])
+    except SourceProblem:
+        return ""
+    return f"; known: {', '.join(model.model_fields)}" if kinds[-1] == "model" else ""
 
 
 def describe(settings: Settings) -> str:

@@ -1,9 +1,7 @@
 """The whole configuration: a pydantic-settings ``BaseSettings`` and the jobs it multiplies into.
 
-Its sources, highest priority first: the data given to it, the ``OLLAMA_PROBE_*`` variables,
-the config file (environment over file, key by key). Which of them one construction reads is
-set by the current load (``sources.loading``); ``Settings(**data)`` outside a load validates the
-data alone, which is what a round trip through ``model_dump`` needs.
+``Settings(**data)`` validates the data alone, which is what a round trip through ``model_dump``
+needs; ``load_settings`` passes it the environment and config file sources instead.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from typing import Any
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from exporter.config.environment import EnvironmentSource
 from exporter.config.models import (
     DEFAULT_PROFILE,
     ProbeProfile,
@@ -23,7 +20,6 @@ from exporter.config.models import (
     find_duplicates,
     problems_error,
 )
-from exporter.config.sources import ConfigFileSource, current_load
 from exporter.config.values import LOAD_TIME_OPTIONS
 from exporter.result import JobKey
 
@@ -69,11 +65,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Given data, then env over the file, key by key; not os.environ, .env or a secrets dir."""
-        load = current_load()
-        file = ConfigFileSource(settings_cls, load) if load.config_file is not None else None
-        env = EnvironmentSource(settings_cls, load, below=file) if load.read_env else None
-        return tuple(source for source in (init_settings, env, file) if source is not None)
+        """The data given, nothing else: ``load_settings`` passes the file and env sources."""
+        return (init_settings,)
 
     @classmethod
     def _settings_log_debug(cls, states: dict[str, dict[str, Any]]) -> None:

@@ -1,22 +1,19 @@
 """Checks and conversions of single config values: URLs, header secrets, ``think``, option names.
 
-Kept apart from the models so each rule is a small plain function with its own error text. The
-validators read the current load (``sources.current_load``) for ``environ`` (the mapping
-``{env: VAR}`` headers come from) and ``base_dir`` (the config file's folder, which relative paths
-are relative to).
+Kept apart from the models so each rule is a small plain function with its own error text.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import SecretStr
-
-from exporter.config.sources import current_load
 
 DEFAULT_PROMPT = "Tell a long story about the sea."
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0, "seed": 42}
@@ -34,11 +31,18 @@ _HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RESERVED_HEADERS = frozenset({"accept-encoding", "content-length", "transfer-encoding"})
 _SECRET_FORMS = "a header value is a string, {env: VAR_NAME} or {file: /path/to/secret}"
 
+# The load in progress: the mapping ``{env: VAR}`` headers read, and the config file's folder that
+# relative paths start from. BaseSettings' __init__ validates without a validation context (it is
+# lost even through ``model_validate(data, context=...)``), so the loader sets this around it.
+CURRENT_LOAD: ContextVar[tuple[Mapping[str, str], Path | None]] = ContextVar(
+    "exporter_config_load", default=(os.environ, None)
+)
+
 
 def resolve_path(path: Path) -> Path:
     """Resolve ``~`` and make a relative path relative to the config file's folder."""
     path = path.expanduser()
-    base = current_load().base_dir
+    base = CURRENT_LOAD.get()[1]
     if not path.is_absolute() and base is not None:
         path = base / path
     return path
@@ -166,7 +170,7 @@ _HEADER_VALUE_CHECKS: tuple[tuple[Callable[[str], bool], str], ...] = (
 
 
 def _from_env(name: str) -> str:
-    environ = current_load().environ
+    environ = CURRENT_LOAD.get()[0]
     if name not in environ:
         raise ValueError(f"environment variable {name} is not set")
     return str(environ[name])
