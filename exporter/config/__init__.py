@@ -7,8 +7,7 @@ Use ``load_settings`` to build it (all problems reported at once as ``ConfigErro
 
 from exporter.config.durations import format_duration, parse_duration
 from exporter.config.loader import ConfigError, build_settings, describe, load_settings
-from exporter.config.models import ProbeProfile, Target, TLSSettings
-from exporter.config.settings import ENV_PREFIX, JobSpec, Settings
+from exporter.config.models import ENV_PREFIX, JobSpec, ProbeProfile, Settings, Target, TLSSettings
 
 __all__ = [
     "ENV_PREFIX",

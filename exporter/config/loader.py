@@ -17,8 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from exporter.config.durations import format_duration
-from exporter.config.models import PROBLEMS_ERROR
-from exporter.config.settings import Settings
+from exporter.config.models import PROBLEMS_ERROR, Settings
 from exporter.config.sources import (
     ConfigFileSource,
     EnvironmentSource,
