@@ -5,9 +5,9 @@ Use ``load_settings`` to build it (all problems reported at once as ``ConfigErro
 ``describe`` for the ``--config.check`` summary.
 """
 
-from exporter.config.durations import format_duration, parse_duration
 from exporter.config.loader import ConfigError, build_settings, describe, load_settings
 from exporter.config.models import ENV_PREFIX, JobSpec, ProbeProfile, Settings, Target, TLSSettings
+from exporter.config.values import format_duration, parse_duration
 
 __all__ = [
     "ENV_PREFIX",

@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from exporter.config.durations import format_duration
 from exporter.config.models import PROBLEMS_ERROR, Settings
 from exporter.config.sources import (
     ConfigFileSource,
@@ -25,7 +24,7 @@ from exporter.config.sources import (
     format_path,
     walk,
 )
-from exporter.config.values import CURRENT_LOAD, redact_url
+from exporter.config.values import CURRENT_LOAD, format_duration, redact_url
 
 
 class ConfigError(Exception):
@@ -114,16 +113,10 @@ def _validation_problems(exc: ValidationError) -> list[str]:
         where = format_path(error["loc"])
         if error["type"] == PROBLEMS_ERROR:
             for sub, message in error.get("ctx", {})["problems"]:
-                lines.append(f"{_join(where, sub)}: {message}")
+                lines.append(f"{format_path((*error['loc'], *sub))}: {message}")
         else:
             lines.append(f"{where or 'config'}: {_message(error)}")
     return lines
-
-
-def _join(where: str, sub: str) -> str:
-    if not where or sub.startswith("["):
-        return f"{where}{sub}"
-    return f"{where}.{sub}"
 
 
 def _message(error: ErrorDetails) -> str:

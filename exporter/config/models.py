@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,7 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from exporter.config.durations import format_duration, parse_duration
+from exporter.config.sources import Key, format_path
 from exporter.config.values import (
     DEFAULT_OPTIONS,
     DEFAULT_PROMPT,
@@ -39,7 +40,9 @@ from exporter.config.values import (
     check_option_name,
     check_proxy_url,
     default_target_name,
+    format_duration,
     has_huge_int,
+    parse_duration,
     parse_think,
     resolve_path,
     resolve_secret,
@@ -49,27 +52,26 @@ from exporter.result import JobKey
 PROBLEMS_ERROR = "config_problems"
 
 
-def problems_error(items: list[tuple[str, str]]) -> PydanticCustomError:
+Problems = list[tuple[tuple[Key, ...], str]]
+
+
+def _problems(items: Problems) -> PydanticCustomError:
     """Bundle ``(sub-path, message)`` pairs into one error, so one validator can report them all.
 
     pydantic locates a validator's error at the validator's own level (the whole list, the whole
-    profile); the sub-path (``[1].name``, ``stall_timeout``) points at the offending key.
+    profile); the sub-path (``(1, "name")``, ``("stall_timeout",)``) points at the offending key.
     """
-    summary = "; ".join(f"{path}: {message}" for path, message in items)
+    summary = "; ".join(f"{format_path(path)}: {message}" for path, message in items)
     return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": items})
 
 
-def find_duplicates(names: list[str], what: str, base: str, sub: str) -> list[tuple[str, str]]:
-    """List each repeated name as ``(sub-path, message)``; ``sub`` is a format with ``{i}``."""
-    first: dict[str, int] = {}
-    found = []
-    for index, name in enumerate(names):
-        if name in first:
-            found.append(
-                (sub.format(i=index), f"duplicate {what} '{name}' (also {base}[{first[name]}])")
-            )
-        first.setdefault(name, index)
-    return found
+def _duplicates(names: list[str], what: str, base: str, *key: str) -> Problems:
+    """Each repeated name in ``base``, located at its index (and ``key`` within that entry)."""
+    return [
+        ((i, *key), f"duplicate {what} '{name}' (also {base}[{names.index(name)}])")
+        for i, name in enumerate(names)
+        if names.index(name) < i
+    ]
 
 
 def _non_empty(value: str) -> str:
@@ -79,9 +81,8 @@ def _non_empty(value: str) -> str:
     return value
 
 
-def _none_as_empty(value: object) -> object:
-    """Read a bare ``headers:``, ``options:`` or ``tls:`` (YAML null) as an empty mapping."""
-    return {} if value is None else value
+# A bare ``headers:``, ``options:`` or ``tls:`` (YAML null) is an empty mapping.
+_NULL_IS_EMPTY = BeforeValidator(lambda value: {} if value is None else value)
 
 
 Label = Annotated[str, AfterValidator(_non_empty)]
@@ -126,15 +127,13 @@ class Target(_Frozen):
     name: Label = ""  # derived from the url when absent, see _default_name
     url: str
     models: tuple[Label, ...]
-    headers: Annotated[Mapping[HeaderName, HeaderValue], BeforeValidator(_none_as_empty)] = Field(
+    headers: Annotated[Mapping[HeaderName, HeaderValue], _NULL_IS_EMPTY] = Field(
         default_factory=dict
     )
     # Bounded against typos: each probe in flight is a generation on the server, and beyond its
     # parallel slots more probes at once measure the queue, not the server.
     concurrency: int = Field(default=1, ge=1, le=64)
-    tls: Annotated[TLSSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=TLSSettings
-    )
+    tls: Annotated[TLSSettings, _NULL_IS_EMPTY] = Field(default_factory=TLSSettings)
     # repr=False: a proxy URL may carry credentials; describe() prints it redacted.
     proxy: str | None = Field(default=None, repr=False)
 
@@ -142,11 +141,10 @@ class Target(_Frozen):
     @classmethod
     def _default_name(cls, data: Any) -> Any:
         """Name an unnamed target ``host:port``; a bad url is left for the url check to report."""
-        if isinstance(data, Mapping) and data.get("name") is None and "url" in data:
-            try:
-                return {**data, "name": default_target_name(data["url"])}
-            except ValueError:
-                return data
+        url = data.get("url") if isinstance(data, Mapping) else None
+        if isinstance(url, str) and data.get("name") is None:
+            with suppress(ValueError):
+                return {**data, "name": default_target_name(url)}
         return data
 
     @field_validator("url")
@@ -164,8 +162,8 @@ class Target(_Frozen):
     def _models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("at least one model is required")
-        if duplicates := find_duplicates(list(value), "model", "models", "[{i}]"):
-            raise problems_error(duplicates)
+        if duplicates := _duplicates(list(value), "model", "models"):
+            raise _problems(duplicates)
         return value
 
     @field_validator("headers")
@@ -174,7 +172,7 @@ class Target(_Frozen):
         seen: set[str] = set()
         for name in value:
             if name.lower() in seen:
-                raise problems_error([(name, "given twice (header names are case-insensitive)")])
+                raise _problems([((name,), "given twice (header names are case-insensitive)")])
             seen.add(name.lower())
         return value
 
@@ -195,7 +193,7 @@ class ProbeProfile(_Frozen):
     timeout: Duration = 300.0
     stall_timeout: Duration = 30.0
     think: Think = None
-    options: Annotated[Mapping[OptionName, Any], BeforeValidator(_none_as_empty)] = Field(
+    options: Annotated[Mapping[OptionName, Any], _NULL_IS_EMPTY] = Field(
         default_factory=lambda: dict(DEFAULT_OPTIONS)
     )
 
@@ -220,14 +218,14 @@ class ProbeProfile(_Frozen):
                 "values must be plain JSON: strings, numbers, booleans, null, lists, mappings"
             ) from None
         if huge := [name for name, option in value.items() if has_huge_int(option)]:
-            raise problems_error([(name, HUGE_INT) for name in huge])
+            raise _problems([((name,), HUGE_INT) for name in huge])
         return value
 
     @model_validator(mode="after")
     def _stall_within_timeout(self) -> ProbeProfile:
         if self.stall_timeout > self.timeout:
             stall, total = format_duration(self.stall_timeout), format_duration(self.timeout)
-            raise problems_error([("stall_timeout", f"{stall} must be <= timeout ({total})")])
+            raise _problems([(("stall_timeout",), f"{stall} must be <= timeout ({total})")])
         return self
 
 
@@ -298,10 +296,8 @@ class Settings(BaseSettings):
     def _targets(cls, value: tuple[Target, ...]) -> tuple[Target, ...]:
         if not value:
             raise ValueError("at least one target is required")
-        if duplicates := find_duplicates(
-            [t.name for t in value], "target name", "targets", "[{i}].name"
-        ):
-            raise problems_error(duplicates)
+        if duplicates := _duplicates([t.name for t in value], "target name", "targets", "name"):
+            raise _problems(duplicates)
         return value
 
     @field_validator("probes")
@@ -311,10 +307,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "at least one probe profile is required (omit `probes` for the default)"
             )
-        if duplicates := find_duplicates(
-            [p.name for p in value], "probe name", "probes", "[{i}].name"
-        ):
-            raise problems_error(duplicates)
+        if duplicates := _duplicates([p.name for p in value], "probe name", "probes", "name"):
+            raise _problems(duplicates)
         return value
 
     def jobs(self) -> list[JobSpec]:

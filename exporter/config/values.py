@@ -1,10 +1,11 @@
-"""Checks and conversions of single config values: URLs, header secrets, ``think``, option names.
+"""Checks and conversions of single config values: URLs, header secrets, durations, ``think``...
 
 Kept apart from the models so each rule is a small plain function with its own error text.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -73,6 +74,10 @@ def _host(parts: SplitResult) -> str:
     return f"[{hostname}]" if ":" in hostname else hostname
 
 
+def _netloc(parts: SplitResult) -> str:
+    return _host(parts) if parts.port is None else f"{_host(parts)}:{parts.port}"
+
+
 def canonical_url(value: str) -> str:
     """Return ``scheme://host[:port][/prefix]``: lower-case, no trailing slash, prefix kept.
 
@@ -82,14 +87,11 @@ def canonical_url(value: str) -> str:
     parts = _split_http_url(value)
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not contain credentials: send them as a header (Authorization)")
-    netloc = _host(parts) if parts.port is None else f"{_host(parts)}:{parts.port}"
-    return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
+    return f"{parts.scheme.lower()}://{_netloc(parts)}{parts.path.rstrip('/')}"
 
 
-def default_target_name(value: object) -> str:
+def default_target_name(value: str) -> str:
     """Derive ``host:port`` from a target URL, with the scheme's port when none is given."""
-    if not isinstance(value, str):
-        raise ValueError("url must be a string")
     parts = urlsplit(canonical_url(value))
     return f"{_host(parts)}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
 
@@ -107,8 +109,7 @@ def redact_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.username is None and parts.password is None:
         return value
-    netloc = _host(parts) if parts.port is None else f"{_host(parts)}:{parts.port}"
-    return parts._replace(netloc=f"***@{netloc}").geturl()
+    return parts._replace(netloc=f"***@{_netloc(parts)}").geturl()
 
 
 def check_header_name(name: str) -> str:
@@ -135,7 +136,9 @@ def resolve_secret(value: object) -> object:
         ((kind, ref),) = value.items()
         if not isinstance(ref, str) or not ref.strip():
             raise ValueError(f"{kind}: must be a non-empty string")
-        text = _from_env(ref) if kind == "env" else _from_file(Path(ref))
+        text = (
+            _from_env(ref) if kind == "env" else read_text(resolve_path(Path(ref))).rstrip("\r\n")
+        )
     else:
         raise ValueError(_SECRET_FORMS)
     for check, problem in _HEADER_VALUE_CHECKS:
@@ -176,15 +179,14 @@ def _from_env(name: str) -> str:
     return str(environ[name])
 
 
-def _from_file(path: Path) -> str:
-    path = resolve_path(path)
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file (the config file, a header secret); ``ValueError`` if it cannot be."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ValueError(f"cannot read {path}: not UTF-8 text") from None
-    return text.rstrip("\r\n")
 
 
 def parse_think(value: object) -> object:
@@ -226,3 +228,51 @@ def has_huge_int(value: object) -> bool:
     if isinstance(value, list | tuple):
         return any(has_huge_int(item) for item in value)
     return False
+
+
+# Durations as people write them: ``500ms``, ``30s``, ``5m``, ``1h`` or seconds. pydantic's
+# ``timedelta`` reads only numbers and ISO 8601 (``PT30S``), which nobody writes in a config file;
+# durations are float seconds, the unit the scheduler and ``asyncio.timeout`` want. They are
+# capped at 30 days: a typo such as ``99999999999999h`` must fail here, not as an
+# ``OverflowError`` in the scheduler later.
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# A sign is accepted so that "-5s" is reported as "must be > 0" rather than as unparseable.
+_DURATION_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h)?")
+_HINT = "use a number of seconds or <number>ms|s|m|h"
+MAX_DURATION_S = 30 * 24 * 3600.0
+
+
+def parse_duration(value: object) -> float:
+    """Return ``value`` as float seconds; raise ``ValueError`` unless 0 < duration <= 30 days.
+
+    Booleans are refused although ``True`` is an ``int``: YAML 1.1 reads ``interval: on`` as
+    ``True``, and that must not silently mean one second.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"invalid duration '{value}': {_HINT}")
+    if isinstance(value, str):
+        match = _DURATION_RE.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f"invalid duration '{value}': {_HINT}")
+        number, unit = match.groups()
+        seconds = float(number) * _UNIT_SECONDS[unit or "s"]
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration '{value}': {_HINT}")
+    if seconds <= 0:
+        raise ValueError(f"duration must be > 0, got '{value}'")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"duration must be at most 720h (30 days), got '{value}'")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Render float seconds in the shortest form ``parse_duration`` reads back (for summaries)."""
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    millis = seconds * 1000
+    if seconds < 1 and abs(millis - round(millis)) < 1e-9:
+        return f"{round(millis)}ms"
+    return f"{seconds:g}s"
