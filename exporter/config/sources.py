@@ -1,19 +1,12 @@
 """The config file and the ``OLLAMA_PROBE_*`` variables as pydantic-settings sources.
 
-``load_settings`` builds both for one load and hands them to ``BaseSettings.__init__`` (its
-``_build_sources`` argument), env first: env wins over the file. Each reads in its constructor
-and keeps its problems, so that every problem of a load is reported at once. They subclass the
-library's sources for what those lack:
-
-- the file: the library skips a file that does not exist and lets PyYAML resolve a duplicate key
-  as "the last one wins"; here a file that cannot be read, is not a mapping or repeats a key is a
-  problem, with its line numbers;
-- env: list positions (``OLLAMA_PROBE_TARGETS__0__URL``; the library nests only through models
-  and mappings, and both top-level keys are lists); an ``OLLAMA_PROBE_*`` name that matches no
-  key is refused (the library ignores it); every bad variable is reported by name (the library
-  stops at the first undecodable JSON); a given mapping is read rather than ``os.environ``.
-
-Variable names match keys case-insensitively; a list or a section given whole is JSON.
+``load_settings`` builds both and passes them to ``BaseSettings.__init__`` (``_build_sources``),
+env first: env wins over the file, key by key. Each reads in its constructor and keeps its
+problems, so that a load reports every problem at once. What they add to the library's sources:
+the file's problems with line numbers (the library skips a missing file and lets a duplicate key
+win silently); env list positions (``OLLAMA_PROBE_TARGETS__0__URL``: the library nests only
+through models and mappings), refusing a name that matches no key (the library ignores it),
+every bad variable reported by name, and a given mapping read rather than ``os.environ``.
 """
 
 from __future__ import annotations
@@ -32,13 +25,21 @@ if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
     from pydantic_settings.sources import ConfigFileSourceType
 
-FILE_KEY = "config.file"
-
 Key = str | int
 
 
-class SourceProblem(Exception):
-    """A problem located by an env variable name rather than by a key path."""
+class SourceProblem(ValueError):
+    """A problem with where values come from: a file that cannot be read, a bad variable name."""
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file (the config file, a header secret), or say why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourceProblem(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SourceProblem(f"cannot read {path}: not UTF-8 text") from None
 
 
 def format_path(loc: Iterable[Key]) -> str:
@@ -101,15 +102,15 @@ class ConfigFileSource(YamlConfigSettingsSource):
     def _read_files(
         self, files: ConfigFileSourceType | None, deep_merge: bool = False
     ) -> dict[str, Any]:
-        """Read the one file (``files`` is its path); an unusable file gives ``{}``.
+        """Read the one file (``files`` is its path); an unusable file reads as ``{}``.
 
-        Parsed with ``yaml.safe_load``; the file is also composed (no objects built) to find
-        duplicate keys, which PyYAML otherwise resolves silently as "the last one wins".
+        It is also composed (no objects built) to find duplicate keys, which ``yaml.safe_load``
+        resolves silently as "the last one wins".
         """
         if not isinstance(files, Path):
             return {}
         try:
-            text = files.read_text(encoding="utf-8")
+            text = read_text(files)
             data = yaml.safe_load(text)
             self.problems = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), (), set())
             if data is None:
@@ -119,32 +120,28 @@ class ConfigFileSource(YamlConfigSettingsSource):
                 raise SourceProblem(
                     f"the top level must be a mapping (targets:, probes:), not a {kind}"
                 )
-        except OSError as exc:
-            problem = f"cannot read {files}: {exc.strerror or exc}"
-        except UnicodeDecodeError:
-            problem = f"cannot read {files}: not UTF-8 text"
-        except (yaml.YAMLError, SourceProblem) as exc:
-            problem = _yaml_error(exc) if isinstance(exc, yaml.YAMLError) else str(exc)
-        else:
-            # Keys become keyword arguments of BaseSettings.__init__, which must be strings.
-            return {str(key): value for key, value in data.items()}
-        self.usable = False
-        self.problems = [f"{FILE_KEY}: {problem}"]
-        return {}
+        except (ValueError, yaml.YAMLError) as exc:  # PyYAML raises ValueError for 2024-13-45
+            self.usable = False
+            self.problems = [f"config.file: {_file_problem(exc)}"]
+            return {}
+        # Keys become keyword arguments of BaseSettings.__init__, which must be strings.
+        return {str(key): value for key, value in data.items()}
 
 
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None:
-        where = f"line {mark.line + 1}, column {mark.column + 1}"
-        context, start = exc.context, exc.context_mark
-        if context and start is not None:  # e.g. where the unclosed bracket was opened
-            return (
-                f"YAML syntax error at {where}: {exc.problem} "
-                f"({context} at line {start.line + 1}, column {start.column + 1})"
-            )
-        return f"YAML syntax error at {where}: {exc.problem}"
-    return f"YAML error: {exc}"
+def _file_problem(exc: Exception) -> str:
+    """Say what is wrong, and where: the line of the problem and of the construct it is in."""
+    if isinstance(exc, SourceProblem):
+        return str(exc)
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"YAML error: {exc}"
+    message = f"YAML syntax error at {_line(exc.problem_mark)}: {exc.problem}"
+    if exc.context and exc.context_mark is not None:  # e.g. where the unclosed bracket was opened
+        message += f" ({exc.context} at {_line(exc.context_mark)})"
+    return message
+
+
+def _line(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
 def _duplicate_keys(node: yaml.Node | None, loc: tuple[Key, ...], seen: set[int]) -> list[str]:

@@ -16,6 +16,8 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import SecretStr
 
+from exporter.config.sources import read_text
+
 DEFAULT_PROMPT = "Tell a long story about the sea."
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0, "seed": 42}
 # Options the runner is started with: a value that differs from the loaded runner's makes Ollama
@@ -177,16 +179,6 @@ def _from_env(name: str) -> str:
     if name not in environ:
         raise ValueError(f"environment variable {name} is not set")
     return str(environ[name])
-
-
-def read_text(path: Path) -> str:
-    """Read a UTF-8 file (the config file, a header secret); ``ValueError`` if it cannot be."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"cannot read {path}: not UTF-8 text") from None
 
 
 def parse_think(value: object) -> object:
