@@ -38,13 +38,14 @@ from exporter.config.values import (
     canonical_url,
     check_header_name,
     check_option_name,
+    check_prompt,
     check_proxy_url,
     default_target_name,
+    existing_file,
     format_duration,
     has_huge_int,
     parse_duration,
     parse_think,
-    resolve_path,
     resolve_secret,
 )
 from exporter.result import JobKey
@@ -107,25 +108,15 @@ class _Frozen(BaseModel):
 class TLSSettings(_Frozen):
     """TLS for an https target: an extra CA bundle, or no verification at all."""
 
-    ca_file: Path | None = None
+    ca_file: Annotated[Path, AfterValidator(existing_file)] | None = None
     insecure_skip_verify: bool = False
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        path = resolve_path(value)
-        if not path.is_file():
-            raise ValueError(f"no such file: {path}")
-        return path
 
 
 class Target(_Frozen):
     """One Ollama server (or a reverse proxy in front of it) and the models probed on it."""
 
     name: Label = ""  # derived from the url when absent, see _default_name
-    url: str
+    url: Annotated[str, AfterValidator(canonical_url)]
     models: tuple[Label, ...]
     headers: Annotated[Mapping[HeaderName, HeaderValue], _NULL_IS_EMPTY] = Field(
         default_factory=dict
@@ -135,7 +126,7 @@ class Target(_Frozen):
     concurrency: int = Field(default=1, ge=1, le=64)
     tls: Annotated[TLSSettings, _NULL_IS_EMPTY] = Field(default_factory=TLSSettings)
     # repr=False: a proxy URL may carry credentials; describe() prints it redacted.
-    proxy: str | None = Field(default=None, repr=False)
+    proxy: Annotated[str, AfterValidator(check_proxy_url)] | None = Field(default=None, repr=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -146,16 +137,6 @@ class Target(_Frozen):
             with suppress(ValueError):
                 return {**data, "name": default_target_name(url)}
         return data
-
-    @field_validator("url")
-    @classmethod
-    def _canonical_url(cls, value: str) -> str:
-        return canonical_url(value)
-
-    @field_validator("proxy")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_proxy_url(value)
 
     @field_validator("models")
     @classmethod
@@ -186,7 +167,7 @@ class ProbeProfile(_Frozen):
 
     name: Label
     api: Literal["generate", "chat"] = "generate"
-    prompt: str = DEFAULT_PROMPT
+    prompt: Annotated[str, AfterValidator(check_prompt)] = DEFAULT_PROMPT
     # Beyond any probe, and within every integer width the server may parse num_predict into.
     max_tokens: int = Field(default=64, ge=1, le=1_000_000)
     interval: Duration = 60.0
@@ -196,16 +177,6 @@ class ProbeProfile(_Frozen):
     options: Annotated[Mapping[OptionName, Any], _NULL_IS_EMPTY] = Field(
         default_factory=lambda: dict(DEFAULT_OPTIONS)
     )
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError(
-                "must not be empty: an empty prompt is an Ollama load-only request "
-                "that never streams"
-            )
-        return value
 
     @field_validator("options")
     @classmethod

@@ -190,18 +190,13 @@ class EnvironmentSource(EnvSettingsSource):
             try:
                 path, kinds, inner = walk(settings_cls, parts)
                 value = _decode(raw or "", kinds[-1], inner)
+                if path in found:
+                    raise SourceProblem(
+                        f"sets the same key as {found[path][0]} (names ignore case)"
+                    )
+                found[path] = (name, kinds, value)
             except SourceProblem as exc:
                 self.problems.append(f"{name}: {exc}")
-            except ValueError as exc:
-                self.problems.append(
-                    f"{name}: invalid JSON (lists and sections from env are JSON): {exc}"
-                )
-            else:
-                if path in found:
-                    same = found[path][0]
-                    self.problems.append(f"{name}: sets the same key as {same} (names ignore case)")
-                else:
-                    found[path] = (name, kinds, value)
         touched = {path[0] for path in found}
         self.data = {
             key: copy.deepcopy(value) for key, value in file_data.items() if key in touched
@@ -225,17 +220,15 @@ class EnvironmentSource(EnvSettingsSource):
 
 def _decode(raw: str, kind: str, base: Any) -> object:
     """Turn one variable's text into a value: JSON for lists and sections, text for scalars."""
-    if kind != "scalar":
-        return json.loads(raw)
-    if base is Any or base is SecretStr:  # free-form options; {"file": ...} header secrets
-        try:
-            decoded = json.loads(raw)
-        except ValueError:
+    if kind == "scalar" and base not in (Any, SecretStr):
+        return None if raw.strip().lower() == "null" and type(None) in get_args(base) else raw
+    try:
+        decoded = json.loads(raw)
+    except ValueError as exc:
+        if kind == "scalar":  # free-form options; {"file": ...} header secrets
             return raw
-        return decoded if base is Any or isinstance(decoded, dict) else raw
-    if raw.strip().lower() == "null" and type(None) in get_args(base):
-        return None
-    return raw
+        raise SourceProblem(f"invalid JSON (lists and sections from env are JSON): {exc}") from None
+    return raw if base is SecretStr and not isinstance(decoded, dict) else decoded
 
 
 def _put(data: dict[str, Any], path: tuple[Key, ...], kinds: list[str], value: object) -> None:

@@ -51,6 +51,14 @@ def resolve_path(path: Path) -> Path:
     return path
 
 
+def existing_file(path: Path) -> Path:
+    """Resolve a path as ``resolve_path`` does, and check that it names a file."""
+    path = resolve_path(path)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
 def _split_http_url(value: str) -> SplitResult:
     """Split an http(s) URL and reject what no Ollama endpoint or proxy URL can have."""
     if any(char.isspace() for char in value):
@@ -196,6 +204,15 @@ def parse_think(value: object) -> object:
         if word in ("true", "false"):
             return word == "true"
     raise ValueError(f"must be true, false, null, 'low', 'medium' or 'high', got {value!r}")
+
+
+def check_prompt(prompt: str) -> str:
+    """Refuse an empty prompt: Ollama reads it as a load-only request, which never streams."""
+    if not prompt.strip():
+        raise ValueError(
+            "must not be empty: an empty prompt is an Ollama load-only request that never streams"
+        )
+    return prompt
 
 
 def check_option_name(name: str) -> str:
