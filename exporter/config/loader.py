@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from pydantic_settings import InitSettingsSource, PydanticBaseSettingsSource
 
 from exporter.config.models import PROBLEMS_ERROR, Settings
-from exporter.config.sources import (
-    ConfigFileSource,
-    EnvironmentSource,
-    SourceProblem,
-    format_path,
-    walk,
-)
+from exporter.config.sources import ConfigFileSource, EnvironmentSource, format_path, walk
 from exporter.config.values import CURRENT_LOAD, format_duration, redact_url
 
 
@@ -56,9 +51,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     if not file.usable:  # validating what an unusable file left would only add noise
         raise ConfigError(problems)
     base_dir = None if path is None else path.absolute().parent
-    return _validate(
-        lambda: Settings(_build_sources=((env, file), {})), environ, base_dir, problems
-    )
+    return _validate((env, file), environ, base_dir, problems)
 
 
 def build_settings(
@@ -73,19 +66,19 @@ def build_settings(
     header values, ``base_dir`` resolves relative paths. Raises ``ConfigError``.
     """
     environ = os.environ if environ is None else environ
-    return _validate(lambda: Settings.model_validate(data), environ, base_dir, [])
+    return _validate((InitSettingsSource(Settings, dict(data)),), environ, base_dir, [])
 
 
 def _validate(
-    build: Callable[[], Settings],
+    sources: tuple[PydanticBaseSettingsSource, ...],
     environ: Mapping[str, str],
     base_dir: Path | None,
     problems: list[str],
 ) -> Settings:
-    """Build Settings as the load of ``environ`` and ``base_dir``; the sources' problems first."""
+    """Build Settings from ``sources`` as the load of ``environ`` and ``base_dir``."""
     token = CURRENT_LOAD.set((environ, base_dir))
     try:
-        settings = build()
+        settings = Settings(_build_sources=(sources, {}))
     except ValidationError as exc:
         problems = [*problems, *_validation_problems(exc)]
     finally:
@@ -135,7 +128,7 @@ def _known_keys(loc: tuple[int | str, ...]) -> str:
     """The hint for an unknown key: the keys of the section at ``loc``."""
     try:
         _, kinds, model = walk(Settings, [str(key) for key in loc])
-    except SourceProblem:
+    except ValueError:  # a SourceProblem: no section there
         return ""
     return f"; known: {', '.join(model.model_fields)}" if kinds[-1] == "model" else ""
 

@@ -2,8 +2,6 @@
 
 Every model forbids unknown keys (a nested pydantic model would silently ignore a typo such as
 ``timeout_secs``) and is frozen, so a reload builds a new object instead of mutating the live one.
-Checks that involve several values (duplicates, ``stall_timeout <= timeout``) raise one
-``config_problems`` error that carries exact sub-paths; ``loader.py`` turns it into lines.
 """
 
 from __future__ import annotations
@@ -59,8 +57,8 @@ Problems = list[tuple[tuple[Key, ...], str]]
 def _problems(items: Problems) -> PydanticCustomError:
     """Bundle ``(sub-path, message)`` pairs into one error, so one validator can report them all.
 
-    pydantic locates a validator's error at the validator's own level (the whole list, the whole
-    profile); the sub-path (``(1, "name")``, ``("stall_timeout",)``) points at the offending key.
+    pydantic locates a validator's error at the validator's level (the whole list, the whole
+    profile); each sub-path (``(1, "name")``) points at the key; ``loader.py`` makes the lines.
     """
     summary = "; ".join(f"{format_path(path)}: {message}" for path, message in items)
     return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": items})
@@ -91,7 +89,8 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Think = Annotated[bool | Literal["low", "medium", "high"] | None, BeforeValidator(parse_think)]
 HeaderName = Annotated[str, AfterValidator(check_header_name)]
 HeaderValue = Annotated[SecretStr, BeforeValidator(resolve_secret)]
-OptionName = Annotated[str, AfterValidator(check_option_name)]
+Headers = Annotated[Mapping[HeaderName, HeaderValue], _NULL_IS_EMPTY]
+Options = Annotated[Mapping[Annotated[str, AfterValidator(check_option_name)], Any], _NULL_IS_EMPTY]
 
 
 class _Frozen(BaseModel):
@@ -118,9 +117,7 @@ class Target(_Frozen):
     name: Label = ""  # derived from the url when absent, see _default_name
     url: Annotated[str, AfterValidator(canonical_url)]
     models: tuple[Label, ...]
-    headers: Annotated[Mapping[HeaderName, HeaderValue], _NULL_IS_EMPTY] = Field(
-        default_factory=dict
-    )
+    headers: Headers = Field(default_factory=dict)
     # Bounded against typos: each probe in flight is a generation on the server, and beyond its
     # parallel slots more probes at once measure the queue, not the server.
     concurrency: int = Field(default=1, ge=1, le=64)
@@ -174,9 +171,7 @@ class ProbeProfile(_Frozen):
     timeout: Duration = 300.0
     stall_timeout: Duration = 30.0
     think: Think = None
-    options: Annotated[Mapping[OptionName, Any], _NULL_IS_EMPTY] = Field(
-        default_factory=lambda: dict(DEFAULT_OPTIONS)
-    )
+    options: Options = Field(default_factory=lambda: dict(DEFAULT_OPTIONS))
 
     @field_validator("options")
     @classmethod
@@ -250,11 +245,7 @@ class Settings(BaseSettings):
 
     @classmethod
     def _settings_log_debug(cls, states: dict[str, dict[str, Any]]) -> None:
-        """Log nothing, whatever PYDANTIC_SETTINGS_DEBUG says.
-
-        The library would log every source's data: header values in clear, before validation
-        makes them SecretStr.
-        """
+        """Log nothing whatever PYDANTIC_SETTINGS_DEBUG says: the sources' data has secrets."""
 
     @field_validator("targets", "probes", mode="before")
     @classmethod
@@ -300,22 +291,16 @@ class Settings(BaseSettings):
                 notes.append(f"{where}: ignored, the url is plain http://")
             elif target.tls.insecure_skip_verify:
                 notes.append(f"{where}.insecure_skip_verify: TLS certificates are not verified")
-        for i, profile in enumerate(self.probes):
-            notes.extend(_profile_warnings(f"probes[{i}]", profile))
+        for i, profile in enumerate(self.probes):  # legal, but costs someone something
+            notes += [
+                f"probes[{i}].options.{name}: load-time option: if it differs from the loaded "
+                "runner, Ollama reloads the model, for every user of that server"
+                for name in profile.options
+                if name in LOAD_TIME_OPTIONS
+            ]
+            if profile.max_tokens < 2:
+                notes.append(
+                    f"probes[{i}].max_tokens: {profile.max_tokens} gives no tokens/s "
+                    "(timing the decode takes at least two tokens)"
+                )
         return notes
-
-
-def _profile_warnings(where: str, profile: ProbeProfile) -> list[str]:
-    """Notes on one profile: settings that are legal but cost someone something."""
-    notes = [
-        f"{where}.options.{name}: load-time option: if it differs from the loaded runner, Ollama "
-        "reloads the model, for every user of that server"
-        for name in profile.options
-        if name in LOAD_TIME_OPTIONS
-    ]
-    if profile.max_tokens < 2:
-        notes.append(
-            f"{where}.max_tokens: {profile.max_tokens} gives no tokens/s "
-            "(timing the decode takes at least two tokens)"
-        )
-    return notes
