@@ -1,8 +1,7 @@
 """Load, validate and summarise the configuration: the entry points behind ``exporter.config``.
 
-``load_settings`` never stops at the first problem: file, env and model problems are gathered
-and raised together as one ``ConfigError``, whose lines are the same at start-up, for
-``--config.check`` and for a refused reload.
+File, env and model problems are all raised together as one ``ConfigError``, whose lines are the
+same at start-up, for ``--config.check`` and for a refused reload.
 """
 
 from __future__ import annotations
@@ -41,8 +40,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     """Build Settings from the YAML file at ``path`` (or none) and ``OLLAMA_PROBE_*`` variables.
 
     ``environ`` defaults to ``os.environ``; when given, the process environment is not read at
-    all, ``{env: VAR}`` headers included. Relative file paths in the config are relative to the
-    config file's folder. Raises ``ConfigError`` listing every problem found.
+    all, ``{env: VAR}`` headers included. Relative paths start at the config file's folder.
     """
     environ = os.environ if environ is None else environ
     file = ConfigFileSource(Settings, path)
@@ -62,8 +60,8 @@ def build_settings(
 ) -> Settings:
     """Validate settings given as plain data (the ``probe`` flags, the demo), no file, no env.
 
-    The same rules and messages as a config file; ``environ`` is only read by ``{env: VAR}``
-    header values, ``base_dir`` resolves relative paths. Raises ``ConfigError``.
+    The rules and messages of a config file; ``environ`` is only read by ``{env: VAR}`` header
+    values, ``base_dir`` resolves relative paths.
     """
     environ = os.environ if environ is None else environ
     return _validate((InitSettingsSource(Settings, dict(data)),), environ, base_dir, [])
@@ -103,12 +101,11 @@ _TYPE_MESSAGES = {
 def _validation_problems(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
-        where = format_path(error["loc"])
         if error["type"] == PROBLEMS_ERROR:
-            for sub, message in error.get("ctx", {})["problems"]:
+            for sub, message in error["ctx"]["problems"]:
                 lines.append(f"{format_path((*error['loc'], *sub))}: {message}")
         else:
-            lines.append(f"{where or 'config'}: {_message(error)}")
+            lines.append(f"{format_path(error['loc']) or 'config'}: {_message(error)}")
     return lines
 
 
@@ -117,20 +114,12 @@ def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "value_error":
         return str(error.get("ctx", {}).get("error", error["msg"]))
-    if kind == "extra_forbidden":
-        return "unknown key" + _known_keys(error["loc"][:-1])
+    if kind == "extra_forbidden":  # only models forbid extras: the key's parent is one
+        *_, model = walk(Settings, [str(key) for key in error["loc"][:-1]])
+        return f"unknown key; known: {', '.join(model.model_fields)}"
     if kind == "missing":
         return "required key is missing"
     return _TYPE_MESSAGES.get(kind, error["msg"])
-
-
-def _known_keys(loc: tuple[int | str, ...]) -> str:
-    """The hint for an unknown key: the keys of the section at ``loc``."""
-    try:
-        _, kinds, model = walk(Settings, [str(key) for key in loc])
-    except ValueError:  # a SourceProblem: no section there
-        return ""
-    return f"; known: {', '.join(model.model_fields)}" if kinds[-1] == "model" else ""
 
 
 def describe(settings: Settings) -> str:

@@ -49,16 +49,14 @@ from exporter.config.values import (
 from exporter.result import JobKey
 
 PROBLEMS_ERROR = "config_problems"
-
-
 Problems = list[tuple[tuple[Key, ...], str]]
 
 
 def _problems(items: Problems) -> PydanticCustomError:
     """Bundle ``(sub-path, message)`` pairs into one error, so one validator can report them all.
 
-    pydantic locates a validator's error at the validator's level (the whole list, the whole
-    profile); each sub-path (``(1, "name")``) points at the key; ``loader.py`` makes the lines.
+    pydantic places a validator's error at the validator's level (the list, the profile); each
+    sub-path, such as ``(1, "name")``, points at the key. ``loader.py`` makes the lines.
     """
     summary = "; ".join(f"{format_path(path)}: {message}" for path, message in items)
     return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": items})
@@ -82,8 +80,6 @@ def _non_empty(value: str) -> str:
 
 # A bare ``headers:``, ``options:`` or ``tls:`` (YAML null) is an empty mapping.
 _NULL_IS_EMPTY = BeforeValidator(lambda value: {} if value is None else value)
-
-
 Label = Annotated[str, AfterValidator(_non_empty)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Think = Annotated[bool | Literal["low", "medium", "high"] | None, BeforeValidator(parse_think)]

@@ -1,12 +1,11 @@
 """The config file and the ``OLLAMA_PROBE_*`` variables as pydantic-settings sources.
 
-``load_settings`` builds both and passes them to ``BaseSettings.__init__`` (``_build_sources``),
-env first: env wins over the file, key by key. Each reads in its constructor and keeps its
-problems, so that a load reports every problem at once. What they add to the library's sources:
-the file's problems with line numbers (the library skips a missing file and lets a duplicate key
-win silently); env list positions (``OLLAMA_PROBE_TARGETS__0__URL``: the library nests only
-through models and mappings), refusing a name that matches no key (the library ignores it),
-every bad variable reported by name, and a given mapping read rather than ``os.environ``.
+``load_settings`` passes both to ``BaseSettings.__init__`` (``_build_sources``), env first: env
+wins over the file, key by key. Each reads in its constructor and keeps its problems, so that a
+load reports them all. They add what the library's sources lack: the file's problems with line
+numbers (the library skips a missing file, and a repeated key wins silently); list positions in
+env names (``OLLAMA_PROBE_TARGETS__0__URL``), names that match no key refused (the library
+ignores them), each bad variable reported by name, and a given mapping read, not ``os.environ``.
 """
 
 from __future__ import annotations
@@ -15,15 +14,12 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, SecretStr
-from pydantic_settings import EnvSettingsSource, YamlConfigSettingsSource
-
-if TYPE_CHECKING:
-    from pydantic_settings import BaseSettings
-    from pydantic_settings.sources import ConfigFileSourceType
+from pydantic_settings import BaseSettings, EnvSettingsSource, YamlConfigSettingsSource
+from pydantic_settings.sources import ConfigFileSourceType
 
 Key = str | int
 
@@ -45,9 +41,7 @@ def read_text(path: Path) -> str:
 def format_path(loc: Iterable[Key]) -> str:
     """Render a location as a key path: ``("targets", 0, "url")`` → ``targets[0].url``."""
     out = ""
-    for key in loc:
-        if key == "[key]":  # pydantic's marker for an error in a mapping key, not a value
-            continue
+    for key in (key for key in loc if key != "[key]"):  # pydantic's mark of a mapping key's error
         out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else key)
     return out
 
@@ -69,24 +63,24 @@ def _shape(annotation: Any) -> tuple[str, Any]:
 def walk(root: type[BaseModel], keys: Iterable[str]) -> tuple[tuple[Key, ...], list[str], Any]:
     """Follow ``keys`` (field names, list indexes as digits, map keys) down the field tree.
 
-    Return the path (indexes as ints), the kind of each node on it (model, list, map or scalar;
-    the root's first) and the type inside the node reached; ``SourceProblem`` for a wrong key.
+    Return the path, the kind of each node on it (model, list, map or scalar; the root's first)
+    and the type inside the node reached; ``SourceProblem`` for a key that leads nowhere.
     """
     path: list[Key] = []
     kinds, inner = ["model"], root
     for key in keys:
         kind, where = kinds[-1], f" in {format_path(path)}" if path else ""
-        if kind == "model":
-            if key not in inner.model_fields:
-                known = ", ".join(inner.model_fields)
-                raise SourceProblem(f"unknown setting '{key}'{where}; known: {known}")
-            child = inner.model_fields[key].annotation
-        elif (kind == "list" and key.isdigit()) or (kind == "map" and key):
-            child = inner
-        else:
+        if kind == "model" and key not in inner.model_fields:
+            known = ", ".join(inner.model_fields)
+            raise SourceProblem(f"unknown setting '{key}'{where}; known: {known}")
+        if (
+            kind == "scalar"
+            or (kind == "list" and not key.isdigit())
+            or (kind == "map" and not key)
+        ):
             raise SourceProblem(f"'{key}'{where} is not a list index or key that can be set")
         path.append(int(key) if kind == "list" else key)
-        kind, inner = _shape(child)
+        kind, inner = _shape(inner.model_fields[key].annotation if kind == "model" else inner)
         kinds.append(kind)
     return tuple(path), kinds, inner
 
@@ -104,8 +98,7 @@ class ConfigFileSource(YamlConfigSettingsSource):
     ) -> dict[str, Any]:
         """Read the one file (``files`` is its path); an unusable file reads as ``{}``.
 
-        It is also composed (no objects built) to find duplicate keys, which ``yaml.safe_load``
-        resolves silently as "the last one wins".
+        It is also composed (no objects built) to find the keys ``safe_load`` lets win silently.
         """
         if not isinstance(files, Path):
             return {}
@@ -134,14 +127,11 @@ def _file_problem(exc: Exception) -> str:
         return str(exc)
     if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return f"YAML error: {exc}"
-    message = f"YAML syntax error at {_line(exc.problem_mark)}: {exc.problem}"
-    if exc.context and exc.context_mark is not None:  # e.g. where the unclosed bracket was opened
-        message += f" ({exc.context} at {_line(exc.context_mark)})"
+    at, start = exc.problem_mark, exc.context_mark
+    message = f"YAML syntax error at line {at.line + 1}, column {at.column + 1}: {exc.problem}"
+    if exc.context and start is not None:  # e.g. where the unclosed bracket was opened
+        message += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
     return message
-
-
-def _line(mark: yaml.Mark) -> str:
-    return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
 def _duplicate_keys(node: yaml.Node | None, loc: tuple[Key, ...], seen: set[int]) -> list[str]:
@@ -169,17 +159,17 @@ def _duplicate_keys(node: yaml.Node | None, loc: tuple[Key, ...], seen: set[int]
 
 
 class EnvironmentSource(EnvSettingsSource):
-    """The ``OLLAMA_PROBE_*`` variables of ``environ``, written key by key into the file's data.
+    """The ``OLLAMA_PROBE_*`` variables of ``environ``, written key by key into the data below.
 
-    Only the top-level keys they touch are returned, each the file's value with the variables
-    written in, so that it can replace the file's value whole.
+    It returns the top-level keys they touch, each a copy of the file's value with the variables
+    written in: env's value replaces the file's whole, so list entries keep their other keys.
     """
 
     def __init__(
         self,
         settings_cls: type[BaseSettings],
         environ: Mapping[str, str],
-        file_data: Mapping[str, Any],
+        below: Mapping[str, Any],
     ) -> None:
         self._environ = environ
         super().__init__(settings_cls, case_sensitive=False)
@@ -198,9 +188,7 @@ class EnvironmentSource(EnvSettingsSource):
             except SourceProblem as exc:
                 self.problems.append(f"{name}: {exc}")
         touched = {path[0] for path in found}
-        self.data = {
-            key: copy.deepcopy(value) for key, value in file_data.items() if key in touched
-        }
+        self.data = {key: copy.deepcopy(value) for key, value in below.items() if key in touched}
         # Path order applies a whole list before its entries, and entry 2 before entry 10.
         for path, (name, kinds, value) in sorted(found.items()):
             try:

@@ -1,14 +1,11 @@
-"""Checks and conversions of single config values: URLs, header secrets, durations, ``think``...
-
-Kept apart from the models so each rule is a small plain function with its own error text.
-"""
+"""Checks and conversions of single config values, each a plain function with its own messages."""
 
 from __future__ import annotations
 
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -134,9 +131,8 @@ def check_header_name(name: str) -> str:
 def resolve_secret(value: object) -> object:
     """Turn a header value (string, ``{env: VAR}`` or ``{file: path}``) into a ``SecretStr``.
 
-    Resolved and checked once at load time, so a missing variable or file, or a value no HTTP
-    client would send, is a config error up front and not a failed probe later. No message here
-    ever contains the secret itself.
+    At load time, so that a missing variable or file, or a value no HTTP client would send, is a
+    config error and not a failed probe later. No message here contains the secret itself.
     """
     if isinstance(value, SecretStr):  # already resolved, e.g. a model re-validated
         text = value.get_secret_value()
@@ -146,54 +142,43 @@ def resolve_secret(value: object) -> object:
         ((kind, ref),) = value.items()
         if not isinstance(ref, str) or not ref.strip():
             raise ValueError(f"{kind}: must be a non-empty string")
-        text = (
-            _from_env(ref) if kind == "env" else read_text(resolve_path(Path(ref))).rstrip("\r\n")
-        )
+        environ = CURRENT_LOAD.get()[0]
+        if kind == "env" and ref not in environ:
+            raise ValueError(f"environment variable {ref} is not set")
+        text = environ[ref] if kind == "env" else read_text(resolve_path(Path(ref))).rstrip("\r\n")
     else:
         raise ValueError(_SECRET_FORMS)
-    for check, problem in _HEADER_VALUE_CHECKS:
-        if check(text):
-            raise ValueError(f"header value {problem}")
+    if problem := _unsendable(text):
+        raise ValueError(f"header value {problem}")
     return value if isinstance(value, SecretStr) else SecretStr(text)
 
 
-# What makes a header value unsendable, in words that do not quote it; first match wins. RFC 9110
-# allows no whitespace at either end and no control character but an inner tab: h11 refuses such
-# a value on every request, quoting it in the error. httpx encodes header values as ASCII and
-# fails on anything else when the client is built. Usual culprits: a token file saved "with BOM"
-# or ending in a space or tab.
-_HEADER_VALUE_CHECKS: tuple[tuple[Callable[[str], bool], str], ...] = (
-    (lambda text: not text, "is empty"),
-    (lambda text: "\r" in text or "\n" in text, "must not contain a line break"),
-    (
-        lambda text: text.startswith("\ufeff"),
-        "starts with a byte order mark (U+FEFF, as in a file saved as UTF-8 with BOM)",
-    ),
-    (lambda text: text[0].isspace(), "has leading whitespace"),
-    (lambda text: text[-1].isspace(), "has trailing whitespace"),
-    (
-        lambda text: any((char < " " and char != "\t") or char == "\x7f" for char in text),
-        "contains a control character",
-    ),
-    (
-        lambda text: not text.isascii(),
-        "contains a non-ASCII character (header values are sent as ASCII)",
-    ),
-)
+def _unsendable(text: str) -> str | None:
+    """What makes a header value unsendable, in words that do not quote it; first match wins.
 
-
-def _from_env(name: str) -> str:
-    environ = CURRENT_LOAD.get()[0]
-    if name not in environ:
-        raise ValueError(f"environment variable {name} is not set")
-    return str(environ[name])
+    RFC 9110 allows no whitespace at either end and no control character but an inner tab: h11
+    refuses such a value on every request, quoting it in the error. httpx encodes header values
+    as ASCII and fails on anything else when the client is built. Usual culprits: a token file
+    saved "with BOM" or ending in a space or tab.
+    """
+    problems = {
+        "is empty": not text,
+        "must not contain a line break": "\r" in text or "\n" in text,
+        "starts with a byte order mark (U+FEFF, as in a file saved as UTF-8 with BOM)": (
+            text.startswith("\ufeff")
+        ),
+        "has leading whitespace": text[:1].isspace(),
+        "has trailing whitespace": text[-1:].isspace(),
+        "contains a control character": any((c < " " and c != "\t") or c == "\x7f" for c in text),
+        "contains a non-ASCII character (header values are sent as ASCII)": not text.isascii(),
+    }
+    return next((problem for problem, found in problems.items() if found), None)
 
 
 def parse_think(value: object) -> object:
-    """Accept only what Ollama accepts for ``think``, with one clear message otherwise.
+    """Accept what Ollama accepts for ``think`` (and "true"/"false", for env), in one message.
 
-    Without this, pydantic's lax union would turn ``1`` or ``"yes"`` into ``True`` and report a
-    bad string as three union errors. ``"true"``/``"false"`` are accepted for env variables.
+    pydantic's lax union would take ``1`` or ``"yes"`` as ``True``, and report three errors.
     """
     if value is None or isinstance(value, bool):
         return value
@@ -222,7 +207,6 @@ def check_option_name(name: str) -> str:
     return name
 
 
-MAX_SAFE_INT = 2**53 - 1
 HUGE_INT = (
     "integers must be within ±(2^53-1): larger ones lose their value in JSON readers (RFC 8259 §6)"
 )
@@ -231,7 +215,7 @@ HUGE_INT = (
 def has_huge_int(value: object) -> bool:
     """Whether an option value holds an integer that a float64 JSON reader cannot keep exact."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return abs(value) > MAX_SAFE_INT
+        return abs(value) > 2**53 - 1
     if isinstance(value, Mapping):
         return any(has_huge_int(item) for item in value.values())
     if isinstance(value, list | tuple):
@@ -239,10 +223,9 @@ def has_huge_int(value: object) -> bool:
     return False
 
 
-# Durations as people write them: ``500ms``, ``30s``, ``5m``, ``1h`` or seconds. pydantic's
-# ``timedelta`` reads only numbers and ISO 8601 (``PT30S``), which nobody writes in a config file;
-# durations are float seconds, the unit the scheduler and ``asyncio.timeout`` want. They are
-# capped at 30 days: a typo such as ``99999999999999h`` must fail here, not as an
+# Durations as people write them: ``500ms``, ``30s``, ``5m``, ``1h`` or seconds (pydantic's
+# ``timedelta`` reads numbers and ISO 8601), as float seconds, the unit the scheduler and
+# ``asyncio.timeout`` want. At most 30 days: ``99999999999999h`` must fail here, not as an
 # ``OverflowError`` in the scheduler later.
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # A sign is accepted so that "-5s" is reported as "must be > 0" rather than as unparseable.
@@ -254,8 +237,7 @@ MAX_DURATION_S = 30 * 24 * 3600.0
 def parse_duration(value: object) -> float:
     """Return ``value`` as float seconds; raise ``ValueError`` unless 0 < duration <= 30 days.
 
-    Booleans are refused although ``True`` is an ``int``: YAML 1.1 reads ``interval: on`` as
-    ``True``, and that must not silently mean one second.
+    Not a boolean, although ``True`` is an ``int``: ``interval: on`` must not mean one second.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"invalid duration '{value}': {_HINT}")
