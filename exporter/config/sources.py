@@ -73,11 +73,7 @@ def walk(root: type[BaseModel], keys: Iterable[str]) -> tuple[tuple[Key, ...], l
         if kind == "model" and key not in inner.model_fields:
             known = ", ".join(inner.model_fields)
             raise SourceProblem(f"unknown setting '{key}'{where}; known: {known}")
-        if (
-            kind == "scalar"
-            or (kind == "list" and not key.isdigit())
-            or (kind == "map" and not key)
-        ):
+        if kind == "scalar" or not (key.isdigit() if kind == "list" else key):  # index, map key
             raise SourceProblem(f"'{key}'{where} is not a list index or key that can be set")
         path.append(int(key) if kind == "list" else key)
         kind, inner = _shape(inner.model_fields[key].annotation if kind == "model" else inner)
