@@ -168,6 +168,12 @@ class TestInvalidFiles:
         expected = f"config.file: cannot read {path}: No such file or directory"
         assert problems_of(path, {}) == (expected,)
 
+    def test_yaml_value_error(self, tmp_path: Path) -> None:
+        """A value PyYAML cannot build (a date in month 13) is a config.file problem, not a crash."""
+        path = tmp_path / "config.yml"
+        path.write_text("targets: []\nsince: 2024-13-45\n")
+        assert problems_of(path, {}) == ("config.file: YAML error: month must be in 1..12",)
+
     def test_str_joins_lines(self) -> None:
         """str(ConfigError) is the problem lines joined by newlines, ready to print."""
         with pytest.raises(ConfigError) as caught:

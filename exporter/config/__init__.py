@@ -1,14 +1,12 @@
 """Configuration: the YAML file plus ``OLLAMA_PROBE_*`` variables, validated into frozen Settings.
 
-Use ``load_settings`` to build it (all problems reported at once as ``ConfigError``),
-``Settings.jobs()`` to get the scheduled work, ``Settings.warnings()`` for non-fatal notes and
-``describe`` for the ``--config.check`` summary.
+``load_settings`` builds it (every problem at once, as ``ConfigError``); ``Settings.jobs()`` is
+the scheduled work, ``Settings.warnings()`` the non-fatal notes, ``describe`` the check summary.
 """
 
-from exporter.config.durations import format_duration, parse_duration
 from exporter.config.loader import ConfigError, build_settings, describe, load_settings
-from exporter.config.models import ProbeProfile, Target, TLSSettings
-from exporter.config.settings import ENV_PREFIX, JobSpec, Settings
+from exporter.config.models import ENV_PREFIX, JobSpec, ProbeProfile, Settings, Target, TLSSettings
+from exporter.config.values import format_duration, parse_duration
 
 __all__ = [
     "ENV_PREFIX",

@@ -1,8 +1,7 @@
 """Load, validate and summarise the configuration: the entry points behind ``exporter.config``.
 
-``load_settings`` never stops at the first problem: file, env and model problems are gathered
-and raised together as one ``ConfigError``, whose lines are the same at start-up, for
-``--config.check`` and for a refused reload.
+File, env and model problems are all raised together as one ``ConfigError``, whose lines are the
+same at start-up, for ``--config.check`` and for a refused reload.
 """
 
 from __future__ import annotations
@@ -15,12 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from pydantic_settings import InitSettingsSource, PydanticBaseSettingsSource
 
-from exporter.config.durations import format_duration
-from exporter.config.models import PROBLEMS_ERROR
-from exporter.config.settings import Settings
-from exporter.config.sources import Loading, format_path, known_keys, loading
-from exporter.config.values import redact_url
+from exporter.config.models import PROBLEMS_ERROR, Settings
+from exporter.config.sources import ConfigFileSource, EnvironmentSource, format_path, walk
+from exporter.config.values import CURRENT_LOAD, format_duration, redact_url
 
 
 class ConfigError(Exception):
@@ -42,16 +40,16 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     """Build Settings from the YAML file at ``path`` (or none) and ``OLLAMA_PROBE_*`` variables.
 
     ``environ`` defaults to ``os.environ``; when given, the process environment is not read at
-    all, ``{env: VAR}`` headers included. Relative file paths in the config are relative to the
-    config file's folder. Raises ``ConfigError`` listing every problem found.
+    all, ``{env: VAR}`` headers included. Relative paths start at the config file's folder.
     """
-    state = Loading(
-        environ=os.environ if environ is None else environ,
-        base_dir=None if path is None else path.absolute().parent,
-        config_file=path,
-        read_env=True,
-    )
-    return _build(state, {})
+    environ = os.environ if environ is None else environ
+    file = ConfigFileSource(Settings, path)
+    env = EnvironmentSource(Settings, environ, file.yaml_data)
+    problems = [*file.problems, *env.problems]
+    if not file.usable:  # validating what an unusable file left would only add noise
+        raise ConfigError(problems)
+    base_dir = None if path is None else path.absolute().parent
+    return _validate((env, file), environ, base_dir, problems)
 
 
 def build_settings(
@@ -62,26 +60,30 @@ def build_settings(
 ) -> Settings:
     """Validate settings given as plain data (the ``probe`` flags, the demo), no file, no env.
 
-    The same rules and messages as a config file; ``environ`` is only read by ``{env: VAR}``
-    header values, ``base_dir`` resolves relative paths. Raises ``ConfigError``.
+    The rules and messages of a config file; ``environ`` is only read by ``{env: VAR}`` header
+    values, ``base_dir`` resolves relative paths.
     """
-    state = Loading(environ=os.environ if environ is None else environ, base_dir=base_dir)
-    return _build(state, data)
+    environ = os.environ if environ is None else environ
+    return _validate((InitSettingsSource(Settings, dict(data)),), environ, base_dir, [])
 
 
-def _build(state: Loading, data: Mapping[str, Any]) -> Settings:
-    """Construct Settings within ``state``; source problems first, then validation problems."""
-    invalid: list[str] = []
-    with loading(state):
-        try:
-            settings = Settings.model_validate(data)
-        except ValidationError as exc:
-            invalid = _validation_problems(exc)
-    # `from None` in both: a chained ValidationError would print the raw input, secrets included.
-    if not state.file_usable:  # validating what an unusable file left would only add noise
-        raise ConfigError(state.problems) from None
-    if state.problems or invalid:
-        raise ConfigError([*state.problems, *invalid]) from None
+def _validate(
+    sources: tuple[PydanticBaseSettingsSource, ...],
+    environ: Mapping[str, str],
+    base_dir: Path | None,
+    problems: list[str],
+) -> Settings:
+    """Build Settings from ``sources`` as the load of ``environ`` and ``base_dir``."""
+    token = CURRENT_LOAD.set((environ, base_dir))
+    try:
+        settings = Settings(_build_sources=(sources, {}))
+    except ValidationError as exc:
+        problems = [*problems, *_validation_problems(exc)]
+    finally:
+        CURRENT_LOAD.reset(token)
+    if problems:
+        # `from None`: a chained ValidationError would print the raw input, secrets included.
+        raise ConfigError(problems) from None
     return settings
 
 
@@ -99,19 +101,12 @@ _TYPE_MESSAGES = {
 def _validation_problems(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
-        where = format_path(error["loc"])
         if error["type"] == PROBLEMS_ERROR:
-            for sub, message in error.get("ctx", {})["problems"]:
-                lines.append(f"{_join(where, sub)}: {message}")
+            for sub, message in error["ctx"]["problems"]:
+                lines.append(f"{format_path((*error['loc'], *sub))}: {message}")
         else:
-            lines.append(f"{where or 'config'}: {_message(error)}")
+            lines.append(f"{format_path(error['loc']) or 'config'}: {_message(error)}")
     return lines
-
-
-def _join(where: str, sub: str) -> str:
-    if not where or sub.startswith("["):
-        return f"{where}{sub}"
-    return f"{where}.{sub}"
 
 
 def _message(error: ErrorDetails) -> str:
@@ -119,9 +114,9 @@ def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "value_error":
         return str(error.get("ctx", {}).get("error", error["msg"]))
-    if kind == "extra_forbidden":
-        known = known_keys(Settings, error["loc"][:-1])
-        return "unknown key" + (f"; known: {', '.join(known)}" if known else "")
+    if kind == "extra_forbidden":  # only models forbid extras: the key's parent is one
+        *_, model = walk(Settings, [str(key) for key in error["loc"][:-1]])
+        return f"unknown key; known: {', '.join(model.model_fields)}"
     if kind == "missing":
         return "required key is missing"
     return _TYPE_MESSAGES.get(kind, error["msg"])

@@ -1,15 +1,15 @@
-"""The parts of the configuration: a target, its TLS settings, a probe profile.
+"""The configuration: Settings (a pydantic-settings ``BaseSettings``), its targets and profiles.
 
 Every model forbids unknown keys (a nested pydantic model would silently ignore a typo such as
 ``timeout_secs``) and is frozen, so a reload builds a new object instead of mutating the live one.
-Checks that involve several values (duplicates, ``stall_timeout <= timeout``) raise one
-``config_problems`` error that carries exact sub-paths; ``loader.py`` turns it into lines.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,51 +20,55 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from exporter.config.durations import format_duration, parse_duration
+from exporter.config.sources import Key, format_path
 from exporter.config.values import (
     DEFAULT_OPTIONS,
     DEFAULT_PROMPT,
     HUGE_INT,
+    LOAD_TIME_OPTIONS,
     canonical_url,
     check_header_name,
     check_option_name,
+    check_prompt,
     check_proxy_url,
     default_target_name,
+    existing_file,
+    format_duration,
     has_huge_int,
+    parse_duration,
     parse_think,
-    resolve_path,
     resolve_secret,
 )
+from exporter.result import JobKey
 
 PROBLEMS_ERROR = "config_problems"
+Problems = list[tuple[tuple[Key, ...], str]]
 
 
-def problems_error(items: list[tuple[str, str]]) -> PydanticCustomError:
+def _problems(items: Problems) -> PydanticCustomError:
     """Bundle ``(sub-path, message)`` pairs into one error, so one validator can report them all.
 
-    pydantic locates a validator's error at the validator's own level (the whole list, the whole
-    profile); the sub-path (``[1].name``, ``stall_timeout``) points at the offending key.
+    pydantic places a validator's error at the validator's level (the list, the profile); each
+    sub-path, such as ``(1, "name")``, points at the key. ``loader.py`` makes the lines.
     """
-    summary = "; ".join(f"{path}: {message}" for path, message in items)
+    summary = "; ".join(f"{format_path(path)}: {message}" for path, message in items)
     return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": items})
 
 
-def find_duplicates(names: list[str], what: str, base: str, sub: str) -> list[tuple[str, str]]:
-    """List each repeated name as ``(sub-path, message)``; ``sub`` is a format with ``{i}``."""
-    first: dict[str, int] = {}
-    found = []
-    for index, name in enumerate(names):
-        if name in first:
-            found.append(
-                (sub.format(i=index), f"duplicate {what} '{name}' (also {base}[{first[name]}])")
-            )
-        first.setdefault(name, index)
-    return found
+def _duplicates(names: list[str], what: str, base: str, *key: str) -> Problems:
+    """Each repeated name in ``base``, located at its index (and ``key`` within that entry)."""
+    return [
+        ((i, *key), f"duplicate {what} '{name}' (also {base}[{names.index(name)}])")
+        for i, name in enumerate(names)
+        if names.index(name) < i
+    ]
 
 
 def _non_empty(value: str) -> str:
@@ -74,17 +78,15 @@ def _non_empty(value: str) -> str:
     return value
 
 
-def _none_as_empty(value: object) -> object:
-    """Read a bare ``headers:``, ``options:`` or ``tls:`` (YAML null) as an empty mapping."""
-    return {} if value is None else value
-
-
+# A bare ``headers:``, ``options:`` or ``tls:`` (YAML null) is an empty mapping.
+_NULL_IS_EMPTY = BeforeValidator(lambda value: {} if value is None else value)
 Label = Annotated[str, AfterValidator(_non_empty)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Think = Annotated[bool | Literal["low", "medium", "high"] | None, BeforeValidator(parse_think)]
 HeaderName = Annotated[str, AfterValidator(check_header_name)]
 HeaderValue = Annotated[SecretStr, BeforeValidator(resolve_secret)]
-OptionName = Annotated[str, AfterValidator(check_option_name)]
+Headers = Annotated[Mapping[HeaderName, HeaderValue], _NULL_IS_EMPTY]
+Options = Annotated[Mapping[Annotated[str, AfterValidator(check_option_name)], Any], _NULL_IS_EMPTY]
 
 
 class _Frozen(BaseModel):
@@ -101,66 +103,41 @@ class _Frozen(BaseModel):
 class TLSSettings(_Frozen):
     """TLS for an https target: an extra CA bundle, or no verification at all."""
 
-    ca_file: Path | None = None
+    ca_file: Annotated[Path, AfterValidator(existing_file)] | None = None
     insecure_skip_verify: bool = False
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        path = resolve_path(value)
-        if not path.is_file():
-            raise ValueError(f"no such file: {path}")
-        return path
 
 
 class Target(_Frozen):
     """One Ollama server (or a reverse proxy in front of it) and the models probed on it."""
 
     name: Label = ""  # derived from the url when absent, see _default_name
-    url: str
+    url: Annotated[str, AfterValidator(canonical_url)]
     models: tuple[Label, ...]
-    headers: Annotated[Mapping[HeaderName, HeaderValue], BeforeValidator(_none_as_empty)] = Field(
-        default_factory=dict
-    )
+    headers: Headers = Field(default_factory=dict)
     # Bounded against typos: each probe in flight is a generation on the server, and beyond its
     # parallel slots more probes at once measure the queue, not the server.
     concurrency: int = Field(default=1, ge=1, le=64)
-    tls: Annotated[TLSSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=TLSSettings
-    )
+    tls: Annotated[TLSSettings, _NULL_IS_EMPTY] = Field(default_factory=TLSSettings)
     # repr=False: a proxy URL may carry credentials; describe() prints it redacted.
-    proxy: str | None = Field(default=None, repr=False)
+    proxy: Annotated[str, AfterValidator(check_proxy_url)] | None = Field(default=None, repr=False)
 
     @model_validator(mode="before")
     @classmethod
     def _default_name(cls, data: Any) -> Any:
         """Name an unnamed target ``host:port``; a bad url is left for the url check to report."""
-        if isinstance(data, Mapping) and data.get("name") is None and "url" in data:
-            try:
-                return {**data, "name": default_target_name(data["url"])}
-            except ValueError:
-                return data
+        url = data.get("url") if isinstance(data, Mapping) else None
+        if isinstance(url, str) and data.get("name") is None:
+            with suppress(ValueError):
+                return {**data, "name": default_target_name(url)}
         return data
-
-    @field_validator("url")
-    @classmethod
-    def _canonical_url(cls, value: str) -> str:
-        return canonical_url(value)
-
-    @field_validator("proxy")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_proxy_url(value)
 
     @field_validator("models")
     @classmethod
     def _models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("at least one model is required")
-        if duplicates := find_duplicates(list(value), "model", "models", "[{i}]"):
-            raise problems_error(duplicates)
+        if duplicates := _duplicates(list(value), "model", "models"):
+            raise _problems(duplicates)
         return value
 
     @field_validator("headers")
@@ -169,7 +146,7 @@ class Target(_Frozen):
         seen: set[str] = set()
         for name in value:
             if name.lower() in seen:
-                raise problems_error([(name, "given twice (header names are case-insensitive)")])
+                raise _problems([((name,), "given twice (header names are case-insensitive)")])
             seen.add(name.lower())
         return value
 
@@ -183,26 +160,14 @@ class ProbeProfile(_Frozen):
 
     name: Label
     api: Literal["generate", "chat"] = "generate"
-    prompt: str = DEFAULT_PROMPT
+    prompt: Annotated[str, AfterValidator(check_prompt)] = DEFAULT_PROMPT
     # Beyond any probe, and within every integer width the server may parse num_predict into.
     max_tokens: int = Field(default=64, ge=1, le=1_000_000)
     interval: Duration = 60.0
     timeout: Duration = 300.0
     stall_timeout: Duration = 30.0
     think: Think = None
-    options: Annotated[Mapping[OptionName, Any], BeforeValidator(_none_as_empty)] = Field(
-        default_factory=lambda: dict(DEFAULT_OPTIONS)
-    )
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError(
-                "must not be empty: an empty prompt is an Ollama load-only request "
-                "that never streams"
-            )
-        return value
+    options: Options = Field(default_factory=lambda: dict(DEFAULT_OPTIONS))
 
     @field_validator("options")
     @classmethod
@@ -215,15 +180,123 @@ class ProbeProfile(_Frozen):
                 "values must be plain JSON: strings, numbers, booleans, null, lists, mappings"
             ) from None
         if huge := [name for name, option in value.items() if has_huge_int(option)]:
-            raise problems_error([(name, HUGE_INT) for name in huge])
+            raise _problems([((name,), HUGE_INT) for name in huge])
         return value
 
     @model_validator(mode="after")
     def _stall_within_timeout(self) -> ProbeProfile:
         if self.stall_timeout > self.timeout:
             stall, total = format_duration(self.stall_timeout), format_duration(self.timeout)
-            raise problems_error([("stall_timeout", f"{stall} must be <= timeout ({total})")])
+            raise _problems([(("stall_timeout",), f"{stall} must be <= timeout ({total})")])
         return self
 
 
 DEFAULT_PROFILE = ProbeProfile(name="short")
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One scheduled job: a profile run against one model of one target, with its label values."""
+
+    key: JobKey
+    target: Target
+    model: str
+    profile: ProbeProfile
+
+
+ENV_PREFIX = "OLLAMA_PROBE_"
+
+
+class Settings(BaseSettings):
+    """The whole configuration; build it with ``load_settings`` (file + env, all problems at once).
+
+    ``Settings(**data)`` validates the data alone, which is what a round trip through
+    ``model_dump`` needs; ``load_settings`` passes it the environment and config file sources.
+    """
+
+    # case_sensitive: YAML keys match exactly (`Targets:` is an unknown key); the environment
+    # source folds the case of variable names itself.
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        case_sensitive=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+    )
+
+    targets: tuple[Target, ...] = ()
+    probes: tuple[ProbeProfile, ...] = (DEFAULT_PROFILE,)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The data given, nothing else: ``load_settings`` passes the file and env sources."""
+        return (init_settings,)
+
+    @classmethod
+    def _settings_log_debug(cls, states: dict[str, dict[str, Any]]) -> None:
+        """Log nothing whatever PYDANTIC_SETTINGS_DEBUG says: the sources' data has secrets."""
+
+    @field_validator("targets", "probes", mode="before")
+    @classmethod
+    def _none_as_default(cls, value: object, info: ValidationInfo) -> object:
+        """A bare ``targets:`` or ``probes:`` (YAML null) means the default."""
+        return cls.model_fields[str(info.field_name)].default if value is None else value
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: tuple[Target, ...]) -> tuple[Target, ...]:
+        if not value:
+            raise ValueError("at least one target is required")
+        if duplicates := _duplicates([t.name for t in value], "target name", "targets", "name"):
+            raise _problems(duplicates)
+        return value
+
+    @field_validator("probes")
+    @classmethod
+    def _probes(cls, value: tuple[ProbeProfile, ...]) -> tuple[ProbeProfile, ...]:
+        if not value:
+            raise ValueError(
+                "at least one probe profile is required (omit `probes` for the default)"
+            )
+        if duplicates := _duplicates([p.name for p in value], "probe name", "probes", "name"):
+            raise _problems(duplicates)
+        return value
+
+    def jobs(self) -> list[JobSpec]:
+        """Every (target, model, profile) combination, in config order, targets outermost."""
+        return [
+            JobSpec(JobKey(target.name, model, profile.name), target, model, profile)
+            for target in self.targets
+            for model in target.models
+            for profile in self.probes
+        ]
+
+    def warnings(self) -> list[str]:
+        """Return non-fatal notes, one ``<key path>: message`` line each, for logs and checks."""
+        notes = []
+        for i, target in enumerate(self.targets):
+            where = f"targets[{i}].tls"
+            if target.url.startswith("http://") and target.tls != TLSSettings():
+                notes.append(f"{where}: ignored, the url is plain http://")
+            elif target.tls.insecure_skip_verify:
+                notes.append(f"{where}.insecure_skip_verify: TLS certificates are not verified")
+        for i, profile in enumerate(self.probes):  # legal, but costs someone something
+            notes += [
+                f"probes[{i}].options.{name}: load-time option: if it differs from the loaded "
+                "runner, Ollama reloads the model, for every user of that server"
+                for name in profile.options
+                if name in LOAD_TIME_OPTIONS
+            ]
+            if profile.max_tokens < 2:
+                notes.append(
+                    f"probes[{i}].max_tokens: {profile.max_tokens} gives no tokens/s "
+                    "(timing the decode takes at least two tokens)"
+                )
+        return notes

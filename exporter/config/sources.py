@@ -1,79 +1,53 @@
-"""What one load reads, and the config file as a pydantic-settings source.
+"""The config file and the ``OLLAMA_PROBE_*`` variables as pydantic-settings sources.
 
-``Settings`` is a pydantic-settings ``BaseSettings``, whose ``__init__`` validates without a
-validation context: ``model_validate(data, context=...)`` goes through it and the context is lost.
-So the state of one load (the environ that ``{env: VAR}`` headers read, the config file's folder
-that relative paths start from, the file and the problems found) travels in a context variable,
-set by ``loading()`` around the construction. ``Settings.settings_customise_sources`` picks the
-sources from it, and the value validators read it; outside a load, ``Settings`` validates the
-data it is given and nothing else.
+``load_settings`` passes both to ``BaseSettings.__init__`` (``_build_sources``), env first: env
+wins over the file, key by key. Each reads in its constructor and keeps its problems, so that a
+load reports them all. They add what the library's sources lack: the file's problems with line
+numbers (the library skips a missing file, and a repeated key wins silently); list positions in
+env names (``OLLAMA_PROBE_TARGETS__0__URL``), names that match no key refused (the library
+ignores them), each bad variable reported by name, and a given mapping read, not ``os.environ``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+import copy
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel
-from pydantic_settings import YamlConfigSettingsSource
-
-if TYPE_CHECKING:
-    from pydantic_settings import BaseSettings
-    from pydantic_settings.sources import ConfigFileSourceType
-
-FILE_KEY = "config.file"
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import BaseSettings, EnvSettingsSource, YamlConfigSettingsSource
+from pydantic_settings.sources import ConfigFileSourceType
 
 Key = str | int
 
 
-@dataclass
-class Loading:
-    """One load: where values come from, and every problem the sources found on the way."""
-
-    environ: Mapping[str, str]
-    base_dir: Path | None = None
-    config_file: Path | None = None
-    read_env: bool = False
-    problems: list[str] = field(default_factory=list)
-    file_usable: bool = True
+class SourceProblem(ValueError):
+    """A problem with where values come from: a file that cannot be read, a bad variable name."""
 
 
-_LOADING: ContextVar[Loading | None] = ContextVar("exporter_config_loading", default=None)
-
-
-@contextmanager
-def loading(state: Loading) -> Iterator[Loading]:
-    """Make ``state`` the current load while Settings are built inside the ``with`` block."""
-    token = _LOADING.set(state)
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file (the config file, a header secret), or say why it cannot be read."""
     try:
-        yield state
-    finally:
-        _LOADING.reset(token)
-
-
-def current_load() -> Loading:
-    """The load in progress; outside one, the given data alone with the process environment."""
-    return _LOADING.get() or Loading(environ=os.environ)
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourceProblem(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SourceProblem(f"cannot read {path}: not UTF-8 text") from None
 
 
 def format_path(loc: Iterable[Key]) -> str:
     """Render a location as a key path: ``("targets", 0, "url")`` → ``targets[0].url``."""
     out = ""
-    for key in loc:
-        if key == "[key]":  # pydantic's marker for an error in a mapping key, not a value
-            continue
+    for key in (key for key in loc if key != "[key]"):  # pydantic's mark of a mapping key's error
         out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else key)
     return out
 
 
-def shape(annotation: Any) -> tuple[str, Any]:
-    """Classify a field type as model, list, map or scalar, with the inner type to walk into."""
+def _shape(annotation: Any) -> tuple[str, Any]:
+    """Classify a type as model, list, map or scalar, with the type inside it to walk into."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -86,84 +60,74 @@ def shape(annotation: Any) -> tuple[str, Any]:
     return "scalar", annotation
 
 
-def known_keys(root: type[BaseModel], loc: Iterable[Key]) -> list[str] | None:
-    """Return the field names of the model found at ``loc``, or None if there is none."""
-    kind, inner = "model", root
-    for key in loc:
-        if kind == "model" and isinstance(key, str) and key in inner.model_fields:
-            kind, inner = shape(inner.model_fields[key].annotation)
-        elif kind in ("list", "map"):
-            kind, inner = shape(inner)
-        else:
-            return None
-    return list(inner.model_fields) if kind == "model" else None
+def walk(root: type[BaseModel], keys: Iterable[str]) -> tuple[tuple[Key, ...], list[str], Any]:
+    """Follow ``keys`` (field names, list indexes as digits, map keys) down the field tree.
+
+    Return the path, the kind of each node on it (model, list, map or scalar; the root's first)
+    and the type inside the node reached; ``SourceProblem`` for a key that leads nowhere.
+    """
+    path: list[Key] = []
+    kinds, inner = ["model"], root
+    for key in keys:
+        kind, where = kinds[-1], f" in {format_path(path)}" if path else ""
+        if kind == "model" and key not in inner.model_fields:
+            known = ", ".join(inner.model_fields)
+            raise SourceProblem(f"unknown setting '{key}'{where}; known: {known}")
+        if kind == "scalar" or not (key.isdigit() if kind == "list" else key):  # index, map key
+            raise SourceProblem(f"'{key}'{where} is not a list index or key that can be set")
+        path.append(int(key) if kind == "list" else key)
+        kind, inner = _shape(inner.model_fields[key].annotation if kind == "model" else inner)
+        kinds.append(kind)
+    return tuple(path), kinds, inner
 
 
 class ConfigFileSource(YamlConfigSettingsSource):
-    """The YAML config file, read by the library's YAML source with our checks and messages.
+    """The YAML config file at ``path`` (none if None); what is wrong with it is in ``problems``."""
 
-    The library skips a file that does not exist and lets PyYAML resolve a duplicate key as
-    "the last one wins"; a ``--config.file`` that cannot be read, is not a mapping or repeats a
-    key is a problem here, reported with its line numbers.
-    """
-
-    def __init__(self, settings_cls: type[BaseSettings], state: Loading) -> None:
-        self._state = state
-        super().__init__(settings_cls, yaml_file=state.config_file)
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        self.problems: list[str] = []
+        self.usable = True
+        super().__init__(settings_cls, yaml_file=path)
 
     def _read_files(
         self, files: ConfigFileSourceType | None, deep_merge: bool = False
     ) -> dict[str, Any]:
-        """Read the load's one file (``files`` is that path); problems go to the load."""
-        path = self._state.config_file
-        data, problems = (None, []) if path is None else read_yaml(path)
-        self._state.problems += problems
-        if data is None:
-            self._state.file_usable = False
+        """Read the one file (``files`` is its path); an unusable file reads as ``{}``.
+
+        It is also composed (no objects built) to find the keys ``safe_load`` lets win silently.
+        """
+        if not isinstance(files, Path):
+            return {}
+        try:
+            text = read_text(files)
+            data = yaml.safe_load(text)
+            self.problems = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), (), set())
+            if data is None:
+                raise SourceProblem("the file is empty; it needs at least `targets`")
+            if not isinstance(data, dict):
+                kind = {list: "list", str: "string", bool: "boolean"}.get(type(data), "number")
+                raise SourceProblem(
+                    f"the top level must be a mapping (targets:, probes:), not a {kind}"
+                )
+        except (ValueError, yaml.YAMLError) as exc:  # PyYAML raises ValueError for 2024-13-45
+            self.usable = False
+            self.problems = [f"config.file: {_file_problem(exc)}"]
             return {}
         # Keys become keyword arguments of BaseSettings.__init__, which must be strings.
         return {str(key): value for key, value in data.items()}
 
 
-def read_yaml(path: Path) -> tuple[dict[Any, Any] | None, list[str]]:
-    """Load the config file as a mapping, with its problems; ``None`` if it is unusable.
-
-    Parsed with ``yaml.safe_load``; the file is also composed (no objects built) to find
-    duplicate keys, which PyYAML otherwise resolves silently as "the last one wins".
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, [f"{FILE_KEY}: cannot read {path}: {exc.strerror or exc}"]
-    except UnicodeDecodeError:
-        return None, [f"{FILE_KEY}: cannot read {path}: not UTF-8 text"]
-    try:
-        data = yaml.safe_load(text)
-        duplicates = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), (), set())
-    except yaml.YAMLError as exc:
-        return None, [f"{FILE_KEY}: {_yaml_error(exc)}"]
-    if data is None:
-        return None, [f"{FILE_KEY}: the file is empty; it needs at least `targets`"]
-    if not isinstance(data, dict):
-        kind = {list: "list", str: "string", bool: "boolean"}.get(type(data), "number")
-        return None, [
-            f"{FILE_KEY}: the top level must be a mapping (targets:, probes:), not a {kind}"
-        ]
-    return data, duplicates
-
-
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None:
-        where = f"line {mark.line + 1}, column {mark.column + 1}"
-        context, start = exc.context, exc.context_mark
-        if context and start is not None:  # e.g. where the unclosed bracket was opened
-            return (
-                f"YAML syntax error at {where}: {exc.problem} "
-                f"({context} at line {start.line + 1}, column {start.column + 1})"
-            )
-        return f"YAML syntax error at {where}: {exc.problem}"
-    return f"YAML error: {exc}"
+def _file_problem(exc: Exception) -> str:
+    """Say what is wrong, and where: the line of the problem and of the construct it is in."""
+    if isinstance(exc, SourceProblem):
+        return str(exc)
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"YAML error: {exc}"
+    at, start = exc.problem_mark, exc.context_mark
+    message = f"YAML syntax error at line {at.line + 1}, column {at.column + 1}: {exc.problem}"
+    if exc.context and start is not None:  # e.g. where the unclosed bracket was opened
+        message += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return message
 
 
 def _duplicate_keys(node: yaml.Node | None, loc: tuple[Key, ...], seen: set[int]) -> list[str]:
@@ -188,3 +152,91 @@ def _duplicate_keys(node: yaml.Node | None, loc: tuple[Key, ...], seen: set[int]
             first_line.setdefault(key, line)
             problems += _duplicate_keys(value_node, (*loc, key), seen)
     return problems
+
+
+class EnvironmentSource(EnvSettingsSource):
+    """The ``OLLAMA_PROBE_*`` variables of ``environ``, written key by key into the data below.
+
+    It returns the top-level keys they touch, each a copy of the file's value with the variables
+    written in: env's value replaces the file's whole, so list entries keep their other keys.
+    """
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        environ: Mapping[str, str],
+        below: Mapping[str, Any],
+    ) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=False)
+        self.problems: list[str] = []
+        found: dict[tuple[Key, ...], tuple[str, list[str], object]] = {}
+        for name, raw in self.env_vars.items():
+            parts = name[len(self.env_prefix) :].lower().split(self.env_nested_delimiter)
+            try:
+                path, kinds, inner = walk(settings_cls, parts)
+                value = _decode(raw or "", kinds[-1], inner)
+                if path in found:
+                    raise SourceProblem(
+                        f"sets the same key as {found[path][0]} (names ignore case)"
+                    )
+                found[path] = (name, kinds, value)
+            except SourceProblem as exc:
+                self.problems.append(f"{name}: {exc}")
+        touched = {path[0] for path in found}
+        self.data = {key: copy.deepcopy(value) for key, value in below.items() if key in touched}
+        # Path order applies a whole list before its entries, and entry 2 before entry 10.
+        for path, (name, kinds, value) in sorted(found.items()):
+            try:
+                _put(self.data, path, kinds, value)
+            except SourceProblem as exc:
+                self.problems.append(f"{name}: {exc}")
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        """The given mapping's prefixed variables, by name, as spelled (problems name them)."""
+        prefix = self.env_prefix.upper()
+        environ = self._environ
+        return {name: environ[name] for name in sorted(environ) if name.upper().startswith(prefix)}
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
+
+
+def _decode(raw: str, kind: str, base: Any) -> object:
+    """Turn one variable's text into a value: JSON for lists and sections, text for scalars."""
+    if kind == "scalar" and base not in (Any, SecretStr):
+        return None if raw.strip().lower() == "null" and type(None) in get_args(base) else raw
+    try:
+        decoded = json.loads(raw)
+    except ValueError as exc:
+        if kind == "scalar":  # free-form options; {"file": ...} header secrets
+            return raw
+        raise SourceProblem(f"invalid JSON (lists and sections from env are JSON): {exc}") from None
+    return raw if base is SecretStr and not isinstance(decoded, dict) else decoded
+
+
+def _put(data: dict[str, Any], path: tuple[Key, ...], kinds: list[str], value: object) -> None:
+    """Write ``value`` at ``path`` in ``data``, creating the lists and sections on the way."""
+    node: Any = data
+    for depth, step in enumerate(path):
+        key, where = step, format_path(path[:depth])
+        if isinstance(key, int):
+            if not isinstance(node, list):
+                raise SourceProblem(f"cannot index {where}: it is not a list")
+            if key > len(node):
+                raise SourceProblem(
+                    f"{where} has {len(node)} entries; indexes count from 0, no gaps"
+                )
+            if key == len(node):
+                node.append(None)
+        else:
+            if not isinstance(node, dict):
+                raise SourceProblem(f"cannot set a key inside {where}: it is not a mapping")
+            if kinds[depth] == "map":  # env names are lower case; keep the file's spelling
+                key = next((k for k in node if str(k).lower() == key), key)
+            node.setdefault(key, None)
+        if depth == len(path) - 1:
+            node[key] = value
+        elif node[key] is None:
+            node[key] = [] if isinstance(path[depth + 1], int) else {}
+        node = node[key]

@@ -1,22 +1,19 @@
-"""Checks and conversions of single config values: URLs, header secrets, ``think``, option names.
-
-Kept apart from the models so each rule is a small plain function with its own error text. The
-validators read the current load (``sources.current_load``) for ``environ`` (the mapping
-``{env: VAR}`` headers come from) and ``base_dir`` (the config file's folder, which relative paths
-are relative to).
-"""
+"""Checks and conversions of single config values, each a plain function with its own messages."""
 
 from __future__ import annotations
 
+import math
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import SecretStr
 
-from exporter.config.sources import current_load
+from exporter.config.sources import read_text
 
 DEFAULT_PROMPT = "Tell a long story about the sea."
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0, "seed": 42}
@@ -34,13 +31,28 @@ _HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RESERVED_HEADERS = frozenset({"accept-encoding", "content-length", "transfer-encoding"})
 _SECRET_FORMS = "a header value is a string, {env: VAR_NAME} or {file: /path/to/secret}"
 
+# The load in progress: the mapping ``{env: VAR}`` headers read, and the config file's folder that
+# relative paths start from. BaseSettings' __init__ validates without a validation context (it is
+# lost even through ``model_validate(data, context=...)``), so the loader sets this around it.
+CURRENT_LOAD: ContextVar[tuple[Mapping[str, str], Path | None]] = ContextVar(
+    "exporter_config_load", default=(os.environ, None)
+)
+
 
 def resolve_path(path: Path) -> Path:
     """Resolve ``~`` and make a relative path relative to the config file's folder."""
     path = path.expanduser()
-    base = current_load().base_dir
+    base = CURRENT_LOAD.get()[1]
     if not path.is_absolute() and base is not None:
         path = base / path
+    return path
+
+
+def existing_file(path: Path) -> Path:
+    """Resolve a path as ``resolve_path`` does, and check that it names a file."""
+    path = resolve_path(path)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
     return path
 
 
@@ -69,6 +81,10 @@ def _host(parts: SplitResult) -> str:
     return f"[{hostname}]" if ":" in hostname else hostname
 
 
+def _netloc(parts: SplitResult) -> str:
+    return _host(parts) if parts.port is None else f"{_host(parts)}:{parts.port}"
+
+
 def canonical_url(value: str) -> str:
     """Return ``scheme://host[:port][/prefix]``: lower-case, no trailing slash, prefix kept.
 
@@ -78,14 +94,11 @@ def canonical_url(value: str) -> str:
     parts = _split_http_url(value)
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not contain credentials: send them as a header (Authorization)")
-    netloc = _host(parts) if parts.port is None else f"{_host(parts)}:{parts.port}"
-    return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
+    return f"{parts.scheme.lower()}://{_netloc(parts)}{parts.path.rstrip('/')}"
 
 
-def default_target_name(value: object) -> str:
+def default_target_name(value: str) -> str:
     """Derive ``host:port`` from a target URL, with the scheme's port when none is given."""
-    if not isinstance(value, str):
-        raise ValueError("url must be a string")
     parts = urlsplit(canonical_url(value))
     return f"{_host(parts)}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
 
@@ -103,8 +116,7 @@ def redact_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.username is None and parts.password is None:
         return value
-    netloc = _host(parts) if parts.port is None else f"{_host(parts)}:{parts.port}"
-    return parts._replace(netloc=f"***@{netloc}").geturl()
+    return parts._replace(netloc=f"***@{_netloc(parts)}").geturl()
 
 
 def check_header_name(name: str) -> str:
@@ -119,9 +131,8 @@ def check_header_name(name: str) -> str:
 def resolve_secret(value: object) -> object:
     """Turn a header value (string, ``{env: VAR}`` or ``{file: path}``) into a ``SecretStr``.
 
-    Resolved and checked once at load time, so a missing variable or file, or a value no HTTP
-    client would send, is a config error up front and not a failed probe later. No message here
-    ever contains the secret itself.
+    At load time, so that a missing variable or file, or a value no HTTP client would send, is a
+    config error and not a failed probe later. No message here contains the secret itself.
     """
     if isinstance(value, SecretStr):  # already resolved, e.g. a model re-validated
         text = value.get_secret_value()
@@ -131,63 +142,43 @@ def resolve_secret(value: object) -> object:
         ((kind, ref),) = value.items()
         if not isinstance(ref, str) or not ref.strip():
             raise ValueError(f"{kind}: must be a non-empty string")
-        text = _from_env(ref) if kind == "env" else _from_file(Path(ref))
+        environ = CURRENT_LOAD.get()[0]
+        if kind == "env" and ref not in environ:
+            raise ValueError(f"environment variable {ref} is not set")
+        text = environ[ref] if kind == "env" else read_text(resolve_path(Path(ref))).rstrip("\r\n")
     else:
         raise ValueError(_SECRET_FORMS)
-    for check, problem in _HEADER_VALUE_CHECKS:
-        if check(text):
-            raise ValueError(f"header value {problem}")
+    if problem := _unsendable(text):
+        raise ValueError(f"header value {problem}")
     return value if isinstance(value, SecretStr) else SecretStr(text)
 
 
-# What makes a header value unsendable, in words that do not quote it; first match wins. RFC 9110
-# allows no whitespace at either end and no control character but an inner tab: h11 refuses such
-# a value on every request, quoting it in the error. httpx encodes header values as ASCII and
-# fails on anything else when the client is built. Usual culprits: a token file saved "with BOM"
-# or ending in a space or tab.
-_HEADER_VALUE_CHECKS: tuple[tuple[Callable[[str], bool], str], ...] = (
-    (lambda text: not text, "is empty"),
-    (lambda text: "\r" in text or "\n" in text, "must not contain a line break"),
-    (
-        lambda text: text.startswith("\ufeff"),
-        "starts with a byte order mark (U+FEFF, as in a file saved as UTF-8 with BOM)",
-    ),
-    (lambda text: text[0].isspace(), "has leading whitespace"),
-    (lambda text: text[-1].isspace(), "has trailing whitespace"),
-    (
-        lambda text: any((char < " " and char != "\t") or char == "\x7f" for char in text),
-        "contains a control character",
-    ),
-    (
-        lambda text: not text.isascii(),
-        "contains a non-ASCII character (header values are sent as ASCII)",
-    ),
-)
+def _unsendable(text: str) -> str | None:
+    """What makes a header value unsendable, in words that do not quote it; first match wins.
 
-
-def _from_env(name: str) -> str:
-    environ = current_load().environ
-    if name not in environ:
-        raise ValueError(f"environment variable {name} is not set")
-    return str(environ[name])
-
-
-def _from_file(path: Path) -> str:
-    path = resolve_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"cannot read {path}: not UTF-8 text") from None
-    return text.rstrip("\r\n")
+    RFC 9110 allows no whitespace at either end and no control character but an inner tab: h11
+    refuses such a value on every request, quoting it in the error. httpx encodes header values
+    as ASCII and fails on anything else when the client is built. Usual culprits: a token file
+    saved "with BOM" or ending in a space or tab.
+    """
+    problems = {
+        "is empty": not text,
+        "must not contain a line break": "\r" in text or "\n" in text,
+        "starts with a byte order mark (U+FEFF, as in a file saved as UTF-8 with BOM)": (
+            text.startswith("\ufeff")
+        ),
+        "has leading whitespace": text[:1].isspace(),
+        "has trailing whitespace": text[-1:].isspace(),
+        "contains a control character": any((c < " " and c != "\t") or c == "\x7f" for c in text),
+        "contains a non-ASCII character (header values are sent as ASCII)": not text.isascii(),
+    }
+    return next((problem for problem, found in problems.items() if found), None)
 
 
 def parse_think(value: object) -> object:
-    """Accept only what Ollama accepts for ``think``, with one clear message otherwise.
+    """Accept what Ollama accepts for ``think`` (and "true"/"false", for env), in one message.
 
-    Without this, pydantic's lax union would turn ``1`` or ``"yes"`` into ``True`` and report a
-    bad string as three union errors. ``"true"``/``"false"`` are accepted for env variables.
+    pydantic's lax union would take ``1`` or ``"yes"`` as ``True``, and report three errors.
     """
     if value is None or isinstance(value, bool):
         return value
@@ -200,6 +191,15 @@ def parse_think(value: object) -> object:
     raise ValueError(f"must be true, false, null, 'low', 'medium' or 'high', got {value!r}")
 
 
+def check_prompt(prompt: str) -> str:
+    """Refuse an empty prompt: Ollama reads it as a load-only request, which never streams."""
+    if not prompt.strip():
+        raise ValueError(
+            "must not be empty: an empty prompt is an Ollama load-only request that never streams"
+        )
+    return prompt
+
+
 def check_option_name(name: str) -> str:
     """Refuse ``num_predict``: the profile's ``max_tokens`` is the one source of that number."""
     if name == "num_predict":
@@ -207,7 +207,6 @@ def check_option_name(name: str) -> str:
     return name
 
 
-MAX_SAFE_INT = 2**53 - 1
 HUGE_INT = (
     "integers must be within ±(2^53-1): larger ones lose their value in JSON readers (RFC 8259 §6)"
 )
@@ -216,9 +215,55 @@ HUGE_INT = (
 def has_huge_int(value: object) -> bool:
     """Whether an option value holds an integer that a float64 JSON reader cannot keep exact."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return abs(value) > MAX_SAFE_INT
+        return abs(value) > 2**53 - 1
     if isinstance(value, Mapping):
         return any(has_huge_int(item) for item in value.values())
     if isinstance(value, list | tuple):
         return any(has_huge_int(item) for item in value)
     return False
+
+
+# Durations as people write them: ``500ms``, ``30s``, ``5m``, ``1h`` or seconds (pydantic's
+# ``timedelta`` reads numbers and ISO 8601), as float seconds, the unit the scheduler and
+# ``asyncio.timeout`` want. At most 30 days: ``99999999999999h`` must fail here, not as an
+# ``OverflowError`` in the scheduler later.
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# A sign is accepted so that "-5s" is reported as "must be > 0" rather than as unparseable.
+_DURATION_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h)?")
+_HINT = "use a number of seconds or <number>ms|s|m|h"
+MAX_DURATION_S = 30 * 24 * 3600.0
+
+
+def parse_duration(value: object) -> float:
+    """Return ``value`` as float seconds; raise ``ValueError`` unless 0 < duration <= 30 days.
+
+    Not a boolean, although ``True`` is an ``int``: ``interval: on`` must not mean one second.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"invalid duration '{value}': {_HINT}")
+    if isinstance(value, str):
+        match = _DURATION_RE.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f"invalid duration '{value}': {_HINT}")
+        number, unit = match.groups()
+        seconds = float(number) * _UNIT_SECONDS[unit or "s"]
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration '{value}': {_HINT}")
+    if seconds <= 0:
+        raise ValueError(f"duration must be > 0, got '{value}'")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"duration must be at most 720h (30 days), got '{value}'")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Render float seconds in the shortest form ``parse_duration`` reads back (for summaries)."""
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    millis = seconds * 1000
+    if seconds < 1 and abs(millis - round(millis)) < 1e-9:
+        return f"{round(millis)}ms"
+    return f"{seconds:g}s"
