@@ -29,7 +29,15 @@ async def test_one_probe_at_a_time_per_target(sim: OllamaSimulator) -> None:
     )
     assert first.done_write_ns is not None
     assert second.received_ns >= first.done_write_ns
-    assert all(r.ttft_ns is not None and r.ttft_ns < 0.3e9 + 0.05e9 for r in results)
+    # The second probe waited ~0.34 s for the slot; counted in TTFT it would be that much
+    # above the first probe's TTFT. Measured under the same load, both are ~0.3 s.
+    ttfts = [r.ttft_ns for r in results]
+    assert None not in ttfts
+    later = max(results, key=lambda r: r.finished_at)
+    earlier = min(results, key=lambda r: r.finished_at)
+    assert later.ttft_ns is not None
+    assert earlier.ttft_ns is not None
+    assert later.ttft_ns - earlier.ttft_ns < 0.15e9
 
 
 async def test_concurrency_two_overlaps(sim: OllamaSimulator) -> None:
