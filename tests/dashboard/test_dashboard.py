@@ -12,6 +12,7 @@ import yaml
 
 from tests.support.prometheus import (
     REPO_ROOT,
+    RULES_FILE,
     all_rules,
     dashboard_panels,
     full_exposition,
@@ -30,6 +31,12 @@ LABEL_VARIABLES = ("job", "target", "model", "probe")
 ROWS = ["Overview", "Throughput", "Latency", "Errors", "Cold loads"]
 PROVISIONING = REPO_ROOT / "grafana" / "provisioning"
 DASHBOARD_DOC = REPO_ROOT / "docs" / "dashboard.md"
+THRESHOLD = re.compile(r":\w+:threshold")
+"""A label-less threshold constant of the rules (docs/alerting.md): no variable applies."""
+DROP_THRESHOLD = ":ollama_probe_throughput_drop_ratio:threshold"
+RATIO_STAT = "Tokens/s now vs 7-day median"
+WORST_STAT = "Worst job vs its 7-day median"
+AGGREGATION = re.compile(r"\b(sum|avg|min|max|count|group|quantile|topk|bottomk)\s*(\(|by|without)")
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +183,14 @@ class TestVariables:
                 assert f"${later}" not in query, (name, later)
 
     def test_every_query_filters_on_every_variable(self, dashboard: dict[str, Any]) -> None:
-        """Each query filters on $job, $target and $model, and on $probe where series have it."""
+        """Each query filters on $job, $target and $model, and on $probe where series have it.
+
+        Except a query of one threshold constant alone: it has no labels to filter.
+        """
         for panel, target in panel_targets(dashboard):
             expr = target["expr"]
+            if THRESHOLD.fullmatch(expr):
+                continue
             for name in ("job", "target", "model"):
                 assert f'{name}=~"${name}"' in expr, (panel["title"], name)
             per_model_only = all(m.startswith("job_target_model:") for m in recorded_metrics(expr))
@@ -226,6 +238,107 @@ class TestQueries:
         values = dict.fromkeys(LABEL_VARIABLES, ".+")
         for panel, target in panel_targets(dashboard):
             assert "$" not in substitute(target["expr"], values), panel["title"]
+
+
+def panel(dashboard: dict[str, Any], title: str) -> dict[str, Any]:
+    (found,) = [p for p in dashboard_panels(dashboard) if p.get("title") == title]
+    return found
+
+
+def shipped_drop_ratio() -> float:
+    """The rules file's OllamaProbeThroughputDrop threshold, from its ``vector(...)``."""
+    (rule,) = [r for r in all_rules() if r.get("record") == DROP_THRESHOLD]
+    match = re.fullmatch(r"vector\(([0-9.]+)\)", rule["expr"])
+    assert match is not None, rule
+    return float(match.group(1))
+
+
+class TestThroughputBaselinePanels:
+    def test_ratio_stat_is_per_job(self, dashboard: dict[str, Any]) -> None:
+        """The ratio stat divides each job's rate by its own median, with no aggregation."""
+        stat = panel(dashboard, RATIO_STAT)
+        assert stat["fieldConfig"]["defaults"]["unit"] == "percentunit"
+        assert stat["options"]["textMode"] == "value_and_name"
+        ratio, threshold = stat["targets"]
+        assert not AGGREGATION.search(ratio["expr"]), ratio["expr"]
+        assert recorded_metrics(ratio["expr"]) == {
+            "job_target_model_probe:ollama_probe_tokens_per_second:mean_rate30m",
+            "job_target_model_probe:ollama_probe_tokens_per_second:median7d_mean_rate30m",
+        }
+        assert all(f"{{{{{label}}}}}" in ratio["legendFormat"] for label in LABEL_VARIABLES[1:])
+        assert threshold["expr"] == DROP_THRESHOLD
+
+    def test_ratio_stat_gives_each_job_its_own_ratio(
+        self, dashboard: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """promtool evaluates the stat's query with the shipped rules: one ratio per model.
+
+        Two models: one steady at 100 tokens/s (ratio 1), one falling to 50 after 2 h (0.5
+        against its median of 100). An average across them would give 0.75.
+        """
+        (ratio, _) = panel(dashboard, RATIO_STAT)["targets"]
+        labels = 'job="ollama-probe", instance="exporter:10434", target="gpu-1", probe="short"'
+        series = {
+            "llama3.2:1b": ("0+500x32", "0+5x32"),
+            "qwen3:0.6b": ("0+500x24 12250+250x7", "0+5x32"),
+        }
+        unit = {
+            "rule_files": [str(RULES_FILE)],
+            "evaluation_interval": "5m",
+            "tests": [
+                {
+                    "interval": "5m",
+                    "input_series": [
+                        {
+                            "series": f'ollama_probe_tokens_per_second_{part}{{{labels}, model="{model}"}}',
+                            "values": values,
+                        }
+                        for model, pair in series.items()
+                        for part, values in zip(("sum", "count"), pair, strict=True)
+                    ],
+                    "promql_expr_test": [
+                        {
+                            "expr": substitute(ratio["expr"], dict.fromkeys(LABEL_VARIABLES, ".+")),
+                            "eval_time": "2h40m",
+                            "exp_samples": [
+                                {
+                                    "labels": f'{{job="ollama-probe", target="gpu-1", model="{model}", probe="short"}}',
+                                    "value": value,
+                                }
+                                for model, value in (("llama3.2:1b", 1), ("qwen3:0.6b", 0.5))
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+        path = tmp_path / "ratio_stat_test.yml"
+        path.write_text(yaml.safe_dump(unit))
+        result = promtool("test", "rules", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    @pytest.mark.parametrize("title", [RATIO_STAT, WORST_STAT])
+    def test_red_step_is_the_shipped_threshold(self, dashboard: dict[str, Any], title: str) -> None:
+        """The fixed colours turn red below the rules file's default drop threshold."""
+        steps = panel(dashboard, title)["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert steps[0]["color"] == "red"
+        assert steps[1]["value"] == shipped_drop_ratio()
+
+    def test_descriptions_name_the_threshold_they_quote(self, dashboard: dict[str, Any]) -> None:
+        """A panel that explains OllamaProbeThroughputDrop names its threshold constants.
+
+        So a reader of a tuned setup knows where the number in force is, not only the default.
+        """
+        quoting = [
+            p
+            for p in dashboard_panels(dashboard)
+            if "OllamaProbeThroughputDrop" in p.get("description", "")
+        ]
+        assert {p["title"] for p in quoting} >= {RATIO_STAT, WORST_STAT}
+        for found in quoting:
+            description = found["description"]
+            assert DROP_THRESHOLD in description, found["title"]
+            assert ":ollama_probe_throughput_baseline_history_seconds:threshold" in description
 
 
 class TestProvisioning:

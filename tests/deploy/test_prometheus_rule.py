@@ -21,6 +21,9 @@ from tools.manifests import CHART_DIR, OPERATOR_VALUES, chart_archive, render
 TUNED: dict[str, Any] = {
     "throughputDropRatio": 0.5,
     "throughputDropFor": "30m",
+    "throughputBaselineWindow": "14d",
+    "throughputBaselineMinHistory": "4d",
+    "throughputBaselineInterval": "1m",
     "failureRatio": 0.35,
     "failingFor": "10m",
     "ttftSloSeconds": 2.5,
@@ -35,8 +38,13 @@ TUNED: dict[str, Any] = {
 }
 """A value for every tuning key, each different from the rules file's own."""
 
-FAILING_TEST = REPO_ROOT / "tests" / "rules" / "failing_test.yml"
+RULE_TESTS = REPO_ROOT / "tests" / "rules"
+FAILING_TEST = RULE_TESTS / "failing_test.yml"
 FLOOR = "model:ollama_probe_tokens_per_second:floor"
+MEDIAN = "job_target_model_probe:ollama_probe_tokens_per_second:median7d_mean_rate30m"
+HISTORY = "job_target_model_probe:ollama_probe_tokens_per_second:history_seconds7d_mean_rate30m"
+BASELINE = (MEDIAN, HISTORY)
+"""The baseline rules, whose range (and group interval) the baseline values replace."""
 
 
 def prometheus_rule_spec(tuning: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +84,11 @@ def the_rule(spec: dict[str, Any], name: str, **labels: str) -> dict[str, Any]:
     ("key", "record", "expr"),
     [
         ("throughputDropRatio", ":ollama_probe_throughput_drop_ratio:threshold", "vector(0.5)"),
+        (
+            "throughputBaselineMinHistory",
+            ":ollama_probe_throughput_baseline_history_seconds:threshold",
+            "vector(345600)",
+        ),
         ("failureRatio", ":ollama_probe_failure_ratio:threshold", "vector(0.35)"),
         ("ttftSloSeconds", ":ollama_probe_ttft_slo_seconds:threshold", "vector(2.5)"),
         ("staleAfter", ":ollama_probe_stale_after_seconds:threshold", "vector(5400)"),
@@ -120,14 +133,18 @@ def test_a_duration_replaces_for_and_the_annotations_that_quote_it(
     default: dict[str, Any],
     tuned: dict[str, Any],
 ) -> None:
-    """A duration sets the alert's ``for:``, and "for <old>" in its text becomes "for <new>"."""
+    """A duration sets the alert's ``for:``, and "for <old>" in its text becomes "for <new>".
+
+    (The 7d_median text also names the tuned baseline window.)
+    """
     new = TUNED[key]
     for name, labels in alerts:
         before, after = the_rule(default, name, **labels), the_rule(tuned, name, **labels)
         assert (before["for"], after["for"]) != (new, new)
         assert after["for"] == new
+        window = f"{TUNED['throughputBaselineWindow']} median"
         expected = {
-            field: text.replace(f"for {before['for']}", f"for {new}")
+            field: text.replace(f"for {before['for']}", f"for {new}").replace("7d median", window)
             for field, text in before["annotations"].items()
             if field != "runbook_url"
         }
@@ -141,6 +158,60 @@ def test_durations_quoted_in_annotations_are_the_tuned_ones(tuned: dict[str, Any
             for text in rule["annotations"].values():
                 quoted = re.findall(r"\bfor ((?:\d+[a-z]+)+)", text)
                 assert all(duration == rule["for"] for duration in quoted), (rule["alert"], text)
+
+
+def baseline_group(spec: dict[str, Any]) -> dict[str, Any]:
+    """The group of the baseline rules."""
+    (group,) = [g for g in spec["groups"] if any(r.get("record") == MEDIAN for r in g["rules"])]
+    return group
+
+
+def test_baseline_window_replaces_the_range_and_the_quoted_window(
+    default: dict[str, Any], tuned: dict[str, Any]
+) -> None:
+    """throughputBaselineWindow sets the range of both baseline rules; names keep ``7d``.
+
+    The 7d_median alert's text names the window in force; nothing else in it changes.
+    """
+    for record in BASELINE:
+        before, after = the_rule(default, record), the_rule(tuned, record)
+        assert "[7d" in before["expr"]
+        assert after == {**before, "expr": before["expr"].replace("[7d", "[14d")}
+    assert the_rule(tuned, HISTORY)["expr"].endswith("[14d:1h])")
+    before = the_rule(default, "OllamaProbeThroughputDrop", comparison="7d_median")
+    after = the_rule(tuned, "OllamaProbeThroughputDrop", comparison="7d_median")
+    assert "of its 7d median" in before["annotations"]["summary"]
+    for field in ("summary", "description"):
+        text = before["annotations"][field].replace("for 15m", "for 30m")
+        assert after["annotations"][field] == text.replace("7d median", "14d median")
+        assert "7d median" not in after["annotations"][field]
+
+
+def test_baseline_interval_sets_its_group_interval(
+    default: dict[str, Any], tuned: dict[str, Any]
+) -> None:
+    """throughputBaselineInterval is the baseline group's ``interval:``; no other group has one."""
+    assert baseline_group(default)["interval"] == "2m"
+    assert baseline_group(tuned)["interval"] == "1m"
+    others = [g for g in tuned["groups"] if g is not baseline_group(tuned)]
+    assert [g.get("interval") for g in others] == [None] * len(others)
+
+
+@pytest.mark.parametrize(
+    ("tuning", "message"),
+    [
+        ({"throughputBaselineMinHistory": "8d"}, "longer than its window"),
+        ({"throughputBaselineWindow": "2d"}, "longer than its window"),
+        ({"throughputBaselineInterval": "5m"}, "not under Prometheus's 5m lookback"),
+    ],
+    ids=["history-over-window", "window-under-history", "interval-at-lookback"],
+)
+def test_baseline_values_that_cannot_work_fail_the_render(
+    tuning: dict[str, Any], message: str
+) -> None:
+    """A maturity longer than the window, or an interval at the lookback, stops the render."""
+    with pytest.raises(helm.HelmRenderError, match=message):
+        prometheus_rule_spec(tuning)
 
 
 def test_resident_models_replace_the_cold_load_matcher(
@@ -181,7 +252,7 @@ def test_tuning_touches_nothing_else(default: dict[str, Any], tuned: dict[str, A
         return [
             (
                 group["name"],
-                group.get("interval"),
+                None if baseline_group(spec) is group else group.get("interval"),
                 [
                     (r.get("record"), r.get("alert"), r.get("labels"), sorted(r))
                     for r in group["rules"]
@@ -193,7 +264,9 @@ def test_tuning_touches_nothing_else(default: dict[str, Any], tuned: dict[str, A
 
     assert skeleton(tuned) == skeleton(default)
     unchanged = [
-        r["record"] for r in rules(default) if "record" in r and not r["record"].startswith(":")
+        r["record"]
+        for r in rules(default)
+        if "record" in r and not r["record"].startswith(":") and r["record"] not in BASELINE
     ]
     for record in unchanged:
         assert the_rule(tuned, record) == the_rule(default, record)
@@ -247,6 +320,76 @@ def test_tuning_changes_what_fires(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def throughput_drop(target: str, history: str) -> Any:
+    """The OllamaProbeThroughputDrop (7d_median) alert of a job at 80 tokens/s against 120."""
+    return {
+        "exp_labels": {
+            "severity": "warning",
+            "comparison": "7d_median",
+            "job": "ollama-probe",
+            "target": target,
+            "model": "llama3.2:1b",
+            "probe": "short",
+        },
+        "exp_annotations": {
+            "summary": f"llama3.2:1b on {target} (probe short): tokens/s below 70% of its 7d median",
+            "description": (
+                "Client decode rate over the last 30m is 80 tokens/s, 66.67% of its 7d median"
+                " (120 tokens/s); below 70% for 15m. The median stands on at least"
+                f" {history} of history."
+            ),
+            "runbook_url": (
+                "https://github.com/ollama-probe-exporter/ollama-probe-exporter/blob/main/"
+                "docs/alerting.md#ollamaprobethroughputdrop"
+            ),
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("test_file", "tuning", "eval_time", "expected"),
+    [
+        ("throughput_day_night_test.yml", {}, "3d16h", throughput_drop("gpu-1", "3d 0h 0m 0s")),
+        ("throughput_day_night_test.yml", {"throughputDropRatio": 0.6}, "3d16h", None),
+        ("throughput_baseline_test.yml", {}, "9h", None),
+        (
+            "throughput_baseline_test.yml",
+            {"throughputBaselineMinHistory": "8h"},
+            "9h",
+            throughput_drop("gpu-2", "8h 0m 0s"),
+        ),
+    ],
+    ids=["day-night", "day-night-ratio-0.6", "drift", "drift-maturity-8h"],
+)
+def test_baseline_tuning_changes_what_fires(
+    test_file: str, tuning: dict[str, Any], eval_time: str, expected: Any, tmp_path: Path
+) -> None:
+    """A throughput unit test rerun on the render, at one time, with a baseline value set.
+
+    Day/night (14 h at 120 tokens/s, 10 h at 80) fires on day 4 against its mature median of
+    120, and a ratio below busy / quiet silences it (the advice in docs/alerting.md). The
+    drift (8 h at 120, then 80) is silent at 9 h; with a maturity of 8 h it fires there, as
+    it did before maturity existed.
+    """
+    rules_path = tmp_path / "rules.yml"
+    rules_path.write_text(yaml.safe_dump(prometheus_rule_spec(tuning)))
+    unit = yaml.safe_load((RULE_TESTS / test_file).read_text())
+    group = unit["tests"][0]
+    group.pop("promql_expr_test", None)
+    group["alert_rule_test"] = [
+        {
+            "eval_time": eval_time,
+            "alertname": "OllamaProbeThroughputDrop",
+            "exp_alerts": [expected] if expected else [],
+        }
+    ]
+    unit.update(rule_files=[str(rules_path)], tests=[group])
+    path = tmp_path / test_file
+    path.write_text(yaml.safe_dump(unit))
+    result = run_tool("promtool", "test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_values_file_states_the_rules_file_defaults(default: dict[str, Any]) -> None:
     """Each ``key: ~  # rules file: X`` in values.yaml is what the rules file really says.
 
@@ -262,12 +405,24 @@ def test_values_file_states_the_rules_file_defaults(default: dict[str, Any]) -> 
     def duration(alert: str, **labels: str) -> str:
         return str(the_rule(default, alert, **labels)["for"])
 
+    def days(record: str) -> str:
+        seconds = int(constant(record))
+        assert seconds % 86400 == 0, seconds
+        return f"{seconds // 86400}d"
+
+    window = re.search(r"\[(\w+)\]", the_rule(default, MEDIAN)["expr"])
+    assert window is not None
     cold = re.search(r'model=~"([^"]+)"', the_rule(default, "OllamaModelColdLoads")["expr"])
     runbook = the_rule(default, "OllamaProbeFailing")["annotations"]["runbook_url"]
     assert cold is not None
     assert stated == {
         "throughputDropRatio": constant(":ollama_probe_throughput_drop_ratio:threshold"),
         "throughputDropFor": duration("OllamaProbeThroughputDrop", comparison="7d_median"),
+        "throughputBaselineWindow": window.group(1),
+        "throughputBaselineMinHistory": days(
+            ":ollama_probe_throughput_baseline_history_seconds:threshold"
+        ),
+        "throughputBaselineInterval": baseline_group(default)["interval"],
         "failureRatio": constant(":ollama_probe_failure_ratio:threshold"),
         "failingFor": duration("OllamaProbeFailing"),
         "ttftSloSeconds": constant(":ollama_probe_ttft_slo_seconds:threshold"),
@@ -288,6 +443,9 @@ def test_values_file_states_the_rules_file_defaults(default: dict[str, Any]) -> 
         {"throughputDropRatio": 0},
         {"ttftFor": "15 minutes"},
         {"staleAfter": "900ms"},
+        {"throughputBaselineWindow": "7 days"},
+        {"throughputBaselineMinHistory": "1y"},
+        {"throughputBaselineInterval": "90000ms"},
         {"tokensPerSecondFloors": {"llama3.2:1b": "fast"}},
         {"runbookBaseUrl": "https://example.com/docs#section"},
         {"failingRatio": 0.3},
@@ -300,3 +458,12 @@ def test_the_schema_refuses_bad_values(bad: dict[str, Any]) -> None:
         chart.validate_schema({"prometheusRule": {"enabled": True}})
         with pytest.raises(helm.HelmValuesError):
             chart.validate_schema({"prometheusRule": {"enabled": True, **bad}})
+
+
+def test_alerting_docs_list_every_tuning_value() -> None:
+    """Every tuning key of values.yaml has a row in docs/alerting.md's table of values."""
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["prometheusRule"]
+    doc = (REPO_ROOT / "docs" / "alerting.md").read_text()
+    keys = set(values) - {"enabled", "labels"}
+    assert "throughputBaselineMinHistory" in keys
+    assert sorted(k for k in keys if not re.search(rf"^\| `{k}` \|", doc, re.MULTILINE)) == []
