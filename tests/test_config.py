@@ -641,7 +641,7 @@ class TestDescribe:
             "  p: api=generate stream=true interval=90s timeout=1m stall_timeout=500ms"
             ' max_tokens=16 think="low"\n'
             "    parallel=1 when=always\n"
-            "  q: api=chat stream=false interval=60s timeout=5m stall_timeout=30s"
+            "  q: api=chat stream=false interval=1m timeout=5m stall_timeout=30s"
             " max_tokens=64 think=null\n"
             '    prompt_tokens=1000 parallel=4 when=if_loaded keep_alive="10m"\n'
             '    options: {"seed": 1}\n'
