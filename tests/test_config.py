@@ -609,7 +609,7 @@ class TestJobs:
 
     def test_shape_follows_the_profile(self) -> None:
         """A job's key carries what its profile decides about its series."""
-        probes = [{"name": "p"}, {"name": "q", "api": "openai", "stream": False, "parallel": 4,
+        probes: list[dict[str, Any]] = [{"name": "p"}, {"name": "q", "api": "openai", "stream": False, "parallel": 4,
                                   "when": "if_loaded"}]  # fmt: skip
         plain, shaped = (job.key.shape for job in load_settings(None, env(None, probes)).jobs())
         assert plain == JobShape()
