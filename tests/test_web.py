@@ -142,7 +142,7 @@ def test_landing_page_shows_skips_and_parallel_runs() -> None:
     streams = tuple(
         ProbeResult(
             KEY, 0.0, None, ttft_ns=ttft_ms * 1_000_000, t0_ns=0, elapsed_ns=10**9, output_tokens=50
-        )  # fmt: skip
+        )
         for ttft_ms in (100, 400)
     )
     page = landing_page("1.0", {KEY: ProbeResult(KEY, 0.0, None, streams=streams)})
