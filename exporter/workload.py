@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 
 from exporter.clock import Clock
 from exporter.config import JobSpec
@@ -29,6 +30,8 @@ from exporter.ollama.decoding import InvalidLine
 from exporter.ollama.inventory import parse_running
 from exporter.probe import run_probe
 from exporter.result import Inventory, ProbeResult, Reason, SkipReason
+
+log = logging.getLogger(__name__)
 
 # /api/ps answers from memory at once; a few seconds allow for a busy server.
 PS_TIMEOUT_S = 5.0
@@ -70,6 +73,10 @@ async def run_job(client: OllamaClient, spec: JobSpec, clock: Clock) -> ProbeRes
     if inventory_timeout(spec) > 0:
         started_ns = clock.monotonic_ns()
         inventory, failure = await take_inventory(client, spec)
+        if failure is not None and spec.profile.when == "always":
+            # Not the probe's business: it goes ahead, and the residency series go away.
+            fields = {"job": str(spec.key), "reason": failure[0].value, "detail": failure[1]}
+            log.debug("inventory unavailable", extra={"fields": fields})
         if spec.profile.when == "if_loaded":
             if failure is not None:
                 return ProbeResult(
