@@ -29,9 +29,10 @@ DEMO_TARGETS = {
     "flaky:latest": "sim-flaky",
 }
 # Short enough that numbers move while you watch; long enough that a run of every shape of
-# the CPU model fits in the longest interval (no run is skipped).
+# the CPU model fits in the shortest interval: a run waits for the target's one slot, and
+# if it still waited when its next run was due, that run would be skipped (and logged).
 DEMO_PROFILES: list[dict[str, Any]] = [
-    {"name": "short", "api": "chat", "max_tokens": 32, "interval": "15s", "timeout": "30s"},
+    {"name": "short", "api": "chat", "max_tokens": 32, "interval": "20s", "timeout": "30s"},
     {"name": "prefill-1k", "prompt_tokens": 1000, "max_tokens": 16, "interval": "30s",
      "timeout": "30s"},
     {"name": "parallel-4", "parallel": 4, "max_tokens": 16, "interval": "30s",

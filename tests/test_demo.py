@@ -36,13 +36,10 @@ def run_seconds(script: ModelScript, profile: dict[str, object]) -> float:
 
 
 @pytest.mark.parametrize("model", sorted(DEMO_SCRIPTS))
-def test_every_run_of_a_model_fits_the_longest_interval(model: str) -> None:
-    """Runs of one model take turns (one target each, concurrency 1): all the runs due in the
-    longest interval must fit in it, or the scheduler would skip runs and say so in the log."""
-    intervals = {p["name"]: float(str(p["interval"]).removesuffix("s")) for p in DEMO_PROFILES}
-    window = max(intervals.values())
-    busy = sum(
-        window / intervals[str(p["name"])] * run_seconds(DEMO_SCRIPTS[model], p)
-        for p in DEMO_PROFILES
-    )
-    assert busy < 0.8 * window, busy
+def test_every_run_of_a_model_fits_the_shortest_interval(model: str) -> None:
+    """Runs of one model take turns (one target each, concurrency 1), in no set order: a run
+    may wait for one run of every other shape. Even then it must end before its next run is
+    due, or the scheduler would skip that run and say so in the log."""
+    shortest = min(float(str(p["interval"]).removesuffix("s")) for p in DEMO_PROFILES)
+    worst = sum(run_seconds(DEMO_SCRIPTS[model], p) for p in DEMO_PROFILES)
+    assert worst < 0.9 * shortest, worst
