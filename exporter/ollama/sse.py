@@ -72,17 +72,13 @@ def _usage(obj: dict[str, Any], finish_reason: str | None) -> ServerStats | None
     if usage is None:
         return None
     if not isinstance(usage, dict):
-        raise InvalidLine(f"'usage' is not an object: {shorten_repr(usage)}")
+        raise InvalidLine(f"'usage' is not an object: {preview(repr(usage).encode(), 40)}")
     return ServerStats(
         eval_count=bounded_int(usage, "completion_tokens", MAX_COUNT),
         prompt_eval_count=bounded_int(usage, "prompt_tokens", MAX_COUNT),
         done_reason=finish_reason,
         timings=False,
     )
-
-
-def shorten_repr(value: Any) -> str:
-    return preview(repr(value).encode(), 40)
 
 
 class SseDecoder:
