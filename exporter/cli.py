@@ -122,11 +122,31 @@ def _add_probe_flags(probe: argparse.ArgumentParser) -> None:
     probe.add_argument("--model", required=True, help="model to probe, e.g. llama3.2:1b")
     probe.add_argument(
         "--api",
-        choices=("generate", "chat"),
+        choices=("generate", "chat", "openai"),
         default=fields["api"].default,
-        help="Ollama endpoint: /api/generate or /api/chat",
+        help="endpoint: /api/generate, /api/chat or the OpenAI-compatible /v1/chat/completions",
+    )
+    probe.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        help="ask for one JSON answer instead of a stream (no time to first token then)",
     )
     probe.add_argument("--prompt", default=fields["prompt"].default, help="prompt to send")
+    probe.add_argument(
+        "--prompt-tokens",
+        type=int,
+        metavar="N",
+        help="pad the prompt with built-in text to about N tokens (prefill); default: the "
+        "prompt as it is",
+    )
+    probe.add_argument(
+        "--parallel",
+        type=int,
+        default=fields["parallel"].default,
+        metavar="N",
+        help="streams sent at once; each is measured, and their aggregate tokens/s",
+    )
     probe.add_argument(
         "--max-tokens",
         type=int,

@@ -21,9 +21,9 @@ from exporter.clock import SystemClock
 from exporter.config import ConfigError, JobSpec, Settings, build_settings
 from exporter.config.values import DEFAULT_OPTIONS
 from exporter.ollama.client import OllamaClient
-from exporter.probe import run_probe
-from exporter.report import result_dict
+from exporter.report import result_dict, stream_dicts
 from exporter.result import ProbeResult
+from exporter.workload import run_streams
 
 PROFILE_NAME = "cli"
 SECRET_PREFIXES = ("env", "file")
@@ -38,8 +38,11 @@ _KEY_FLAGS = (
     ("targets[0].tls.insecure_skip_verify", "--insecure-skip-verify"),
     ("targets[0].tls", "--ca-file/--insecure-skip-verify"),
     ("probes[0].api", "--api"),
+    ("probes[0].stream", "--no-stream"),
+    ("probes[0].prompt_tokens", "--prompt-tokens"),
     ("probes[0].prompt", "--prompt"),
     ("probes[0].max_tokens", "--max-tokens"),
+    ("probes[0].parallel", "--parallel"),
     ("probes[0].timeout", "--timeout"),
     ("probes[0].stall_timeout", "--stall-timeout"),
     ("probes[0].think", "--think"),
@@ -127,14 +130,18 @@ def probe_settings(args: argparse.Namespace) -> Settings:
     profile: dict[str, Any] = {
         "name": PROFILE_NAME,
         "api": args.api,
+        "stream": args.stream,
         "prompt": args.prompt,
         "max_tokens": args.max_tokens,
+        "parallel": args.parallel,
         "timeout": args.timeout,
         "stall_timeout": args.stall_timeout,
         "options": _options(args.option),
     }
     if args.think is not None:
         profile["think"] = args.think
+    if args.prompt_tokens is not None:
+        profile["prompt_tokens"] = args.prompt_tokens
     try:
         return build_settings({"targets": [target], "probes": [profile]})
     except ConfigError as err:
@@ -142,12 +149,13 @@ def probe_settings(args: argparse.Namespace) -> Settings:
 
 
 async def probe_once(spec: JobSpec) -> ProbeResult:
-    """Warm the client with ``/api/version`` (errors ignored: the probe reports them), probe."""
+    """Warm the client with ``/api/version`` (errors ignored: the probe reports them), then
+    send the profile's ``parallel`` streams (one by default)."""
     client = OllamaClient(spec.target)
     try:
         with contextlib.suppress(Exception):
             await client.version()
-        return await run_probe(client, spec, SystemClock())
+        return await run_streams(client, spec, SystemClock())
     finally:
         await client.aclose()
 
@@ -161,13 +169,20 @@ def _fmt(value: Any) -> str:
 
 
 def print_result(result: ProbeResult, *, as_json: bool) -> None:
+    """The run's values; for a parallel run, each stream's after them (JSON: ``streams``)."""
     data = result_dict(result)
+    streams = stream_dicts(result)
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps({**data, "streams": streams} if streams else data, indent=2))
         return
     width = max(len(k) for k in data)
     for key, value in data.items():
         print(f"{key:<{width}}  {_fmt(value)}")
+    for i, stream in enumerate(streams, start=1):
+        print(f"\nstream {i}")
+        for key, value in stream.items():
+            if key not in ("target", "model", "probe") and value is not None:
+                print(f"  {key:<{width}}  {_fmt(value)}")
 
 
 def run_probe_command(args: argparse.Namespace) -> int:

@@ -1,7 +1,9 @@
-"""Run one streaming probe and turn whatever happens into exactly one ProbeResult.
+"""Run one probe (one generation) and turn whatever happens into exactly one ProbeResult.
 
 The prober never raises for anything the server does: a refused connection, a 404, a stall,
-a malformed line or a connection dropped mid-stream each end as one ``Reason``. Deadlines:
+a malformed line or a connection dropped mid-stream each end as one ``Reason``. It knows no
+wire format: the profile's decoder (``exporter.ollama.payload.decoder_for``) turns the body
+into events, and the timeline turns stamped events into the result. Deadlines:
 
 - ``timeout`` is a hard limit on the whole exchange from ``t0`` (a cold load included);
 - ``stall_timeout`` limits the gap after each chunk, once the first chunk has arrived.
@@ -28,10 +30,11 @@ from exporter.ollama.client import (
     StreamResponse,
     TransportFailure,
 )
+from exporter.ollama.decoding import Chunk, Decoder, EndedEarly, InvalidLine
 from exporter.ollama.errors import ERROR_BODY_LIMIT, classify_status
 from exporter.ollama.network import WireLog
-from exporter.ollama.payload import API_PATHS, encode, new_nonce, request_body
-from exporter.ollama.stream import InvalidLine, LineSplitter, parse_chunk
+from exporter.ollama.payload import API_PATHS, decoder_for, encode, request_body
+from exporter.ollama.prompt import new_nonce
 from exporter.result import ProbeResult, Reason
 from exporter.timeline import Timeline
 
@@ -47,7 +50,7 @@ class _Probe:
     def __init__(self, spec: JobSpec, clock: Clock) -> None:
         self.spec = spec
         self.clock = clock
-        self.timeline = Timeline()
+        self.timeline = Timeline(streamed=spec.profile.stream)
         self.wire = WireLog()
         self.sent_ns = clock.monotonic_ns()
         self.stall_armed = False
@@ -89,13 +92,13 @@ class _Probe:
         deadline = limit.when()
         assert deadline is not None
         stall_s = self.spec.profile.stall_timeout
-        splitter = LineSplitter()
+        decoder = decoder_for(self.spec.profile)
         t_ns = self.clock.monotonic_ns()
         async for data in response.chunks():
             # The transport stamped the socket read behind these bytes, before any parsing.
             t_ns = self.wire.last_arrival_ns or self.clock.monotonic_ns()
-            for n, line in enumerate(splitter.feed(data), start=1):
-                result = self.take_line(line, t_ns)
+            for n, chunk in enumerate(decoder.feed(data), start=1):
+                result = self.take(chunk, t_ns)
                 if result is not None:
                     return result
                 if n % LINES_PER_PASS == 0:
@@ -104,11 +107,10 @@ class _Probe:
                 stall_at = loop.time() + stall_s
                 self.stall_armed = stall_at < deadline
                 limit.reschedule(min(stall_at, deadline))
-        return self.at_eof(splitter.tail(), t_ns)
+        return self.at_eof(decoder, t_ns)
 
-    def take_line(self, line: bytes, t_ns: int) -> ProbeResult | None:
-        """Apply one line; a result ends the probe (done, or an error line)."""
-        chunk = parse_chunk(line)
+    def take(self, chunk: Chunk | None, t_ns: int) -> ProbeResult | None:
+        """Apply one event; a result ends the probe (done, or an error)."""
         if chunk is None:
             return None
         if chunk.error is not None:
@@ -120,14 +122,11 @@ class _Probe:
             )
         return None
 
-    def at_eof(self, tail: bytes, t_ns: int) -> ProbeResult:
-        """The body ended before ``done: true``; a last line without its newline still counts
-        (it arrived with the last read, at ``t_ns``)."""
-        if tail.strip():
-            try:
-                result = self.take_line(tail, t_ns)
-            except InvalidLine:
-                result = None
+    def at_eof(self, decoder: Decoder, t_ns: int) -> ProbeResult:
+        """The body ended: what the decoder still holds arrived with the last read, at
+        ``t_ns`` (a whole answer, or a last line without its newline)."""
+        for chunk in decoder.finish():
+            result = self.take(chunk, t_ns)
             if result is not None:
                 return result
         detail = f"stream ended without done after {self.timeline.chunks} chunks"
@@ -143,7 +142,7 @@ class _Probe:
 
 
 async def run_probe(client: OllamaClient, spec: JobSpec, clock: Clock) -> ProbeResult:
-    """Send one streaming generation for ``spec`` and measure it; never raises for I/O.
+    """Send one generation for ``spec`` and measure it; never raises for I/O.
 
     A ``MemoryError`` can only come from a response too large to hold (every buffer is
     bounded, but a host can be short of memory): it is ``invalid_response``, like any other
@@ -158,8 +157,9 @@ async def run_probe(client: OllamaClient, spec: JobSpec, clock: Clock) -> ProbeR
             return await probe.exchange(client, prepared, limit)
     except TimeoutError:
         return probe.fail(*probe.timeout_reason())
-    except InvalidLine as err:
-        return probe.fail(Reason.INVALID_RESPONSE, str(err))
+    except (InvalidLine, EndedEarly) as err:  # bad bytes; or well-formed, but no final counts
+        reason = Reason.TRUNCATED if isinstance(err, EndedEarly) else Reason.INVALID_RESPONSE
+        return probe.fail(reason, str(err))
     except TransportFailure as err:
         return probe.fail(err.reason, err.detail)
     except MemoryError:

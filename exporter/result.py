@@ -46,13 +46,48 @@ class Reason(StrEnum):
     EMPTY_RESPONSE = "empty_response"
 
 
+class SkipReason(StrEnum):
+    """Why a run sent no generation at all: a closed set, the ``reason`` label of skips."""
+
+    NOT_LOADED = "not_loaded"
+
+
+@dataclass(frozen=True, slots=True)
+class JobShape:
+    """What a job's profile decides about its series, besides the label values.
+
+    The recorder creates a job's series from its key alone (the daemon hands it keys), so
+    the key says which families can ever be observed for the job: a series that can never
+    move is not pre-created.
+
+    Fields:
+        parallel: streams per run; the ``parallel`` label of the per-stream histograms.
+        streamed: whether the answer is streamed; without it there is no time to first
+            token and no client-observed decode rate.
+        server_timings: whether the wire reports Ollama's durations (``/api/*``: yes;
+            ``/v1/chat/completions``: no, only token counts).
+        skippable: whether a run can be skipped (``when: if_loaded``).
+    """
+
+    parallel: int = 1
+    streamed: bool = True
+    server_timings: bool = True
+    skippable: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class JobKey:
-    """The label values of one (target, model, probe) job; all of them come from config."""
+    """The label values of one (target, model, probe) job, and the shape of its series.
+
+    All of them come from config. A profile change that changes the shape makes a new key, so
+    a reload drops the old series and creates the new ones; the scheduler's job id (``str``)
+    is the same, so the job keeps its place in time.
+    """
 
     target: str
     model: str
     probe: str
+    shape: JobShape = JobShape()
 
     def __str__(self) -> str:
         return f"{self.target}/{self.model}/{self.probe}"
@@ -73,6 +108,43 @@ class ServerStats:
     load_duration_ns: int = 0
     total_duration_ns: int = 0
     done_reason: str | None = None
+    timings: bool = True  # False: the wire has counts only (OpenAI ``usage``), no durations
+
+
+@dataclass(frozen=True, slots=True)
+class Residency:
+    """One configured model as the target's ``/api/ps`` showed it; sizes in bytes.
+
+    A model that is not loaded occupies no memory: its sizes are 0.
+    """
+
+    model: str
+    loaded: bool
+    size_bytes: int = 0
+    vram_bytes: int = 0
+
+    @property
+    def partial_offload(self) -> bool:
+        """Part of the model runs on the CPU: less of it in VRAM than its size."""
+        return self.loaded and self.vram_bytes < self.size_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """The configured models of one target as ``/api/ps`` listed them before a run.
+
+    ``models`` is ``None`` when ``/api/ps`` could not be read: residency is unknown then,
+    which is not the same as "not loaded".
+    """
+
+    target: str
+    models: tuple[Residency, ...] | None
+
+    def residency(self, model: str) -> Residency | None:
+        for entry in self.models or ():
+            if entry.model == model:
+                return entry
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +168,13 @@ class ProbeResult:
         text_chunks: how many chunks carried non-empty text (for logs and debugging).
         server: the done chunk's statistics; ``None`` when no done chunk arrived.
         http_status: the response status, if one arrived.
+        ttfct_ns: t_first_content - t0, the first chunk with *answer* text (thinking
+            excluded); ``None`` if no answer text arrived or the answer was not streamed.
+        t0_ns: the monotonic time of t0, so that streams of one run can be put side by side.
+        streams: the streams of a ``parallel`` run, in the order they were started; the
+            result holding them is the run's summary. Empty for a run of one stream.
+        skipped: why the run sent no generation (``reason`` is then ``None``).
+        inventory: the target's ``/api/ps`` as seen before the run, when it was asked.
     """
 
     job: JobKey
@@ -110,6 +189,11 @@ class ProbeResult:
     text_chunks: int = 0
     server: ServerStats | None = None
     http_status: int | None = None
+    ttfct_ns: int | None = None
+    t0_ns: int | None = None
+    streams: tuple[ProbeResult, ...] = ()
+    skipped: SkipReason | None = None
+    inventory: Inventory | None = None
 
     def __post_init__(self) -> None:
         short = shorten(self.detail)
@@ -118,7 +202,8 @@ class ProbeResult:
 
     @property
     def success(self) -> bool:
-        return self.reason is None
+        """The run generated and nothing failed; a skipped run is neither success nor failure."""
+        return self.reason is None and self.skipped is None
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -141,6 +226,30 @@ class ProbeResult:
         if s is None or s.eval_count <= 0 or s.eval_duration_ns <= 0:
             return None
         return s.eval_count * NS_PER_S / s.eval_duration_ns
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """The prompt's size as the server counted it (``prompt_eval_count`` or
+        ``usage.prompt_tokens``); None when it reported none."""
+        s = self.server
+        return None if s is None or s.prompt_eval_count <= 0 else s.prompt_eval_count
+
+    @property
+    def parallel_tokens_per_second(self) -> float | None:
+        """Generated tokens of all streams of a parallel run over the run's wall time.
+
+        sum(N) / (latest t_done - earliest t0): what the server delivered to N users at once,
+        connect, queueing and prefill included. None unless every stream succeeded (a failed
+        stream's missing tokens would read as a slowdown).
+        """
+        streams = self.streams
+        if not streams or not all(s.success and s.t0_ns is not None for s in streams):
+            return None
+        start = min(s.t0_ns for s in streams if s.t0_ns is not None)
+        end = max(s.t0_ns + s.elapsed_ns for s in streams if s.t0_ns is not None)
+        if end <= start:
+            return None
+        return sum(s.output_tokens for s in streams) * NS_PER_S / (end - start)
 
     @property
     def prompt_tokens_per_second(self) -> float | None:

@@ -2,7 +2,8 @@
 
 ``concurrency`` (per target, default 1) keeps the exporter from queueing behind itself on a
 busy Ollama. The slot is taken *before* ``t0``, so time spent waiting for our own slot is not
-in TTFT. Every probe also runs under a safety deadline a little past its ``timeout``, so even
+in TTFT. A run takes one slot, whatever its ``parallel``: its streams are one measurement.
+Every run also runs under a safety deadline a little past its ``timeout``, so even
 a bug in the prober cannot wedge a job (APScheduler has no job timeout; with
 ``max_instances=1`` a hung run would block its job forever).
 
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from exporter.clock import Clock
 from exporter.config import JobSpec, Target
 from exporter.ollama.client import OllamaClient, TransportFailure
-from exporter.probe import run_probe
 from exporter.result import ProbeResult, Reason, shorten
+from exporter.workload import inventory_timeout, run_job
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,13 @@ class ProbeRunner:
                 self._close_later(slot.client)
 
     async def _guarded(self, client: OllamaClient, spec: JobSpec) -> ProbeResult:
+        """One run (``exporter.workload``): its ``/api/ps`` question, then its streams, which
+        all run at once, so the deadline is the probe's own plus that question's."""
         t0 = self._clock.monotonic_ns()
+        deadline = spec.profile.timeout + inventory_timeout(spec) + SAFETY_MARGIN_S
         try:
-            async with asyncio.timeout(spec.profile.timeout + SAFETY_MARGIN_S):
-                return await run_probe(client, spec, self._clock)
+            async with asyncio.timeout(deadline):
+                return await run_job(client, spec, self._clock)
         except TimeoutError:
             return ProbeResult(
                 job=spec.key,

@@ -270,6 +270,8 @@ def test_log_format_names() -> None:
          "--header X-Token: environment variable CLI_TEST_UNSET is not set"),
         (["--header", "X-Token: file:/nonexistent/token"], "--header X-Token: cannot read"),
         (["--ca-file", "/nonexistent/ca.pem"], "--ca-file: no such file"),
+        (["--parallel", "64"], "--parallel: must be <= 32"),
+        (["--prompt-tokens", "0"], "--prompt-tokens: must be >= 1"),
     ],
 )  # fmt: skip
 def test_probe_usage_errors_name_the_flag(
@@ -353,6 +355,29 @@ async def test_probe_subcommand(sim: OllamaSimulator, capsys: pytest.CaptureFixt
     assert sim.requests[-1].path == "/api/chat"
     assert await run_main("probe", "--url", sim.url, "--model", "missing:1b", "--json") == 1
     assert json.loads(capsys.readouterr().out)["reason"] == "model_not_found"
+
+
+async def test_probe_workload_flags(
+    sim: OllamaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--api openai --no-stream sends one /v1 request and reports no TTFT; --prompt-tokens
+    reaches the server at that size; --parallel sends that many streams and prints each."""
+    base = ["probe", "--url", sim.url, "--model", "m:1b", "--max-tokens", "5", "--json"]
+    assert await run_main(*base, "--api", "openai", "--no-stream") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["success"], data["time_to_first_token_seconds"]) == (True, None)
+    assert sim.requests[-1].path == "/v1/chat/completions"
+    assert sim.requests[-1].body["stream"] is False
+    assert await run_main(*base, "--prompt-tokens", "700") == 0
+    assert json.loads(capsys.readouterr().out)["prompt_tokens"] == 700
+    sim.requests.clear()
+    assert await run_main(*base, "--parallel", "3") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["parallel"], data["streams_failed"], len(data["streams"])) == (3, 0, 3)
+    assert data["parallel_tokens_per_second"] > 0
+    assert [r.path for r in sim.requests].count("/api/generate") == 3
+    assert await run_main(*base[:-1], "--parallel", "2") == 0
+    assert capsys.readouterr().out.count("\nstream ") == 2
 
 
 async def test_probe_sends_headers_think_and_options(

@@ -22,7 +22,7 @@ from exporter.config import (
     load_settings,
     parse_duration,
 )
-from exporter.result import JobKey
+from exporter.result import JobKey, JobShape
 
 TESTDATA = Path(__file__).parent / "config_testdata"
 FULL = TESTDATA / "valid-full.yml"
@@ -33,7 +33,11 @@ TOO_LONG = "duration must be at most 720h (30 days), got"
 AUTH = "targets[0].headers.Authorization: header value"
 THINK = "must be true, false, null, 'low', 'medium' or 'high', got"
 TARGET_KEYS = "name, url, models, headers, concurrency, tls, proxy"
-PROFILE_KEYS = "name, api, prompt, max_tokens, interval, timeout, stall_timeout, think, options"
+PROFILE_KEYS = (
+    "name, api, stream, prompt, prompt_tokens, max_tokens, parallel, interval, timeout, "
+    "stall_timeout, think, keep_alive, when, options"
+)
+KEEP_ALIVE = 'must be a number of seconds or a duration such as "5m" or "-1s", got'
 RELOAD = (
     "load-time option: if it differs from the loaded runner, Ollama reloads the model, "
     "for every user of that server"
@@ -66,7 +70,11 @@ INVALID = {
     ],
     "stall-timeout": ["probes[0].stall_timeout: 30s must be <= timeout (20s)"],
     "negative-interval": ["probes[0].interval: duration must be > 0, got '-5s'"],
-    "api": ["probes[0].api: Input should be 'generate' or 'chat'"],
+    "api": ["probes[0].api: Input should be 'generate', 'chat' or 'openai'"],
+    "parallel-too-high": ["probes[0].parallel: Input should be less than or equal to 32"],
+    "prompt-tokens": ["probes[0].prompt_tokens: Input should be greater than or equal to 1"],
+    "keep-alive": [f"probes[0].keep_alive: {KEEP_ALIVE} '300'"],
+    "when": ["probes[0].when: Input should be 'always' or 'if_loaded'"],
     "num-predict": [
         "probes[0].options.num_predict: use max_tokens instead (it is sent as options.num_predict)"
     ],
@@ -253,12 +261,15 @@ class TestValidFile:
 
     def test_probes(self) -> None:
         """valid-full.yml's profiles load as written; a name-only profile gets every default."""
-        short, thinking = load_settings(FULL, FULL_ENV).probes
+        short, thinking, workload = load_settings(FULL, FULL_ENV).probes
         assert short == ProbeProfile(name="short")
         assert (thinking.api, thinking.prompt, thinking.max_tokens, thinking.think) == (
             "chat", "Why is the sky blue?", 128, "low")  # fmt: skip
         assert (thinking.interval, thinking.timeout, thinking.stall_timeout) == (300.0, 120.0, 1.5)
         assert thinking.options == {"temperature": 0.2, "seed": 7, "stop": ["\n\n"]}
+        assert (workload.api, workload.stream, workload.prompt_tokens, workload.parallel) == (
+            "openai", False, 1000, 4)  # fmt: skip
+        assert (workload.keep_alive, workload.when) == ("10m", "if_loaded")
 
     def test_round_trip(self) -> None:
         """Dumping and re-validating loaded settings gives equal settings."""
@@ -276,6 +287,8 @@ class TestValidFile:
             "short", "generate", "Tell a long story about the sea.", 64, None)  # fmt: skip
         assert (profile.interval, profile.timeout, profile.stall_timeout) == (60.0, 300.0, 30.0)
         assert profile.options == {"temperature": 0, "seed": 42}
+        assert (profile.stream, profile.prompt_tokens, profile.parallel) == (True, None, 1)
+        assert (profile.keep_alive, profile.when) == (None, "always")
 
     @pytest.mark.parametrize("name", ["example.yml", "minimal.yml"])
     def test_shipped_configs_load(self, name: str) -> None:
@@ -399,7 +412,7 @@ class TestEnvironment:
             "OLLAMA_PROBE_TARGETZ: unknown setting 'targetz'; known: targets, probes",
             "targets[0].models: required key is missing",
             "probes[0].name: required key is missing",
-            "probes[0].api: Input should be 'generate' or 'chat'",
+            "probes[0].api: Input should be 'generate', 'chat' or 'openai'",
         )
 
     def test_no_targets_at_all(self) -> None:
@@ -542,6 +555,41 @@ class TestWarnings:
             "(timing the decode takes at least two tokens)",
         ]
 
+    def test_workload_notes(self) -> None:
+        """A prompt that overflows the context, a keep_alive that costs every user, and what
+        /v1/chat/completions cannot carry are flagged; a context that fits is quiet."""
+        probes: list[dict[str, Any]] = [
+            {"name": "fits", "prompt_tokens": 4000, "max_tokens": 96},
+            {"name": "long", "prompt_tokens": 4000, "max_tokens": 97},
+            {"name": "ctx", "prompt_tokens": 8000, "options": {"num_ctx": 8192}},
+            {"name": "unload", "keep_alive": 0},
+            {"name": "forever", "keep_alive": "-1m"},
+            {"name": "v1", "api": "openai", "think": True, "when": "if_loaded",
+             "prompt_tokens": 9000, "options": {"temperature": 0, "num_ctx": 2048}},
+        ]  # fmt: skip
+        notes = load_settings(None, env(None, probes)).warnings()
+        overflow = (
+            "probes[1].prompt_tokens: 4000 prompt tokens + max_tokens 97 exceed the 4096 tokens "
+            "of Ollama's default context: Ollama truncates the prompt, and prefill is measured "
+            "on less. Set options.num_ctx to at least 4097 (a load-time option: the model is "
+            "reloaded with it, for every user of that server) or raise OLLAMA_CONTEXT_LENGTH "
+            "on the server"
+        )
+        assert notes == [
+            overflow,
+            f"probes[2].options.num_ctx: {RELOAD}",
+            "probes[3].keep_alive: 0 unloads the model after every probe, for every user of "
+            "that server (the next request, probe or not, loads it again)",
+            "probes[4].keep_alive: negative keeps the model loaded for ever, for every user of "
+            "that server",
+            "probes[5].options.num_ctx: not sent with api: openai "
+            "(/v1/chat/completions has no such field)",
+            "probes[5].think: true is not sent with api: openai (it only takes false, low, "
+            "medium or high, as reasoning_effort)",
+            "probes[5].when: if_loaded asks Ollama's /api/ps, which other OpenAI-compatible "
+            "servers do not have (every run then fails)",
+        ]
+
     def test_quiet_config(self) -> None:
         """The default profile (timeout 300s > interval 60s only skips overlapping runs) is quiet."""
         probes = [{"name": "p"}]
@@ -559,6 +607,14 @@ class TestJobs:
         assert [(j.target.name, j.model, j.profile.name) for j in jobs] == [
             (j.key.target, j.key.model, j.key.probe) for j in jobs]  # fmt: skip
 
+    def test_shape_follows_the_profile(self) -> None:
+        """A job's key carries what its profile decides about its series."""
+        probes: list[dict[str, Any]] = [{"name": "p"}, {"name": "q", "api": "openai", "stream": False, "parallel": 4,
+                                  "when": "if_loaded"}]  # fmt: skip
+        plain, shaped = (job.key.shape for job in load_settings(None, env(None, probes)).jobs())
+        assert plain == JobShape()
+        assert shaped == JobShape(parallel=4, streamed=False, server_timings=False, skippable=True)
+
     def test_jobs_are_hashable(self) -> None:
         """JobSpecs hold dict-bearing models yet hash, and equal configs give equal jobs."""
         first, second = load_settings(None, env()).jobs(), load_settings(None, env()).jobs()
@@ -571,16 +627,24 @@ class TestDescribe:
         targets = [{"name": "a", "url": "http://a:1", "models": ["m1", "m2"], "concurrency": 2,
                     "proxy": "http://user:pw@proxy:3128"}]  # fmt: skip
         probes = [{"name": "p", "interval": "90s", "timeout": "1m", "stall_timeout": "500ms",
-                   "max_tokens": 16, "think": "low", "options": {}}]  # fmt: skip
+                   "max_tokens": 16, "think": "low", "options": {}},
+                  {"name": "q", "api": "chat", "stream": False, "prompt_tokens": 1000,
+                   "parallel": 4, "keep_alive": "10m", "when": "if_loaded",
+                   "options": {"seed": 1}}]  # fmt: skip
         settings = load_settings(None, env(targets, probes))
         assert describe(settings) == (
             "targets (1):\n"
             "  a: http://a:1 concurrency=2\n"
             "    models: m1, m2\n"
             "    proxy: http://***@proxy:3128\n"
-            "probe profiles (1):\n"
-            "  p: api=generate interval=90s timeout=1m stall_timeout=500ms max_tokens=16"
-            ' think="low"\n'
-            "jobs: 2 (targets x models x profiles)"
+            "probe profiles (2):\n"
+            "  p: api=generate stream=true interval=90s timeout=1m stall_timeout=500ms"
+            ' max_tokens=16 think="low"\n'
+            "    parallel=1 when=always\n"
+            "  q: api=chat stream=false interval=1m timeout=5m stall_timeout=30s"
+            " max_tokens=64 think=null\n"
+            '    prompt_tokens=1000 parallel=4 when=if_loaded keep_alive="10m"\n'
+            '    options: {"seed": 1}\n'
+            "jobs: 4 (targets x models x profiles)"
         )
         assert "pw" not in repr(settings)

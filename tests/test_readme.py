@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -11,7 +12,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import buckets
 from exporter.cli import DEFAULT_PORT
 from exporter.recorder import ExporterMetrics, Recorder, new_registry
-from exporter.result import JobKey, ProbeResult, Reason, ServerStats
+from exporter.result import (
+    Inventory,
+    JobKey,
+    JobShape,
+    ProbeResult,
+    Reason,
+    Residency,
+    ServerStats,
+    SkipReason,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -23,22 +33,33 @@ def metric_reference() -> str:
 
 
 def exported_names() -> set[str]:
-    """Family names of a registry after one successful and one failed probe."""
+    """Names of the families with samples after every kind of run: a successful and a failed
+    probe, a parallel run, a skip, an inventory."""
     registry = new_registry()
     recorder = Recorder(registry)
     ExporterMetrics(registry, "0").config_loaded(True, 1.0)
     key = JobKey("t", "m", "p")
-    recorder.sync_jobs([key])
+    parallel = JobKey("t", "m", "q", JobShape(parallel=2, skippable=True))
+    recorder.sync_jobs([key, parallel])
     stats = ServerStats(eval_count=5, eval_duration_ns=10, prompt_eval_count=3,
                         prompt_eval_duration_ns=10, load_duration_ns=1)  # fmt: skip
-    recorder.record(ProbeResult(job=key, finished_at=1.0, reason=None, elapsed_ns=9,
-                                ttft_ns=2, decode_span_ns=4, output_tokens=5, server=stats))  # fmt: skip
+    inventory = Inventory("t", (Residency("m", True, 10, 5),))
+    ok = ProbeResult(job=key, finished_at=1.0, reason=None, elapsed_ns=9, ttft_ns=2, ttfct_ns=3,
+                     decode_span_ns=4, output_tokens=5, server=stats, t0_ns=0,
+                     inventory=inventory)  # fmt: skip
+    recorder.record(ok)
     recorder.record(ProbeResult(job=key, finished_at=2.0, reason=Reason.TRUNCATED))
+    stream = dataclasses.replace(ok, job=parallel)
+    recorder.record(ProbeResult(job=parallel, finished_at=3.0, reason=None,
+                                streams=(stream, stream)))  # fmt: skip
+    recorder.record(ProbeResult(job=parallel, finished_at=4.0, reason=None,
+                                skipped=SkipReason.NOT_LOADED))  # fmt: skip
     text = generate_latest(registry).decode()
     names = set()
     for family in text_string_to_metric_families(text):
         suffix = "_total" if family.type == "counter" else ""
-        names.add(family.name + suffix)
+        if family.samples:
+            names.add(family.name + suffix)
     return {n for n in names if n.startswith("ollama_probe")}
 
 

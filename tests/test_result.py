@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.result import DETAIL_MAX_BYTES, JobKey, ProbeResult, Reason, ServerStats, shorten
+from exporter.result import (
+    DETAIL_MAX_BYTES,
+    JobKey,
+    ProbeResult,
+    Reason,
+    Residency,
+    ServerStats,
+    SkipReason,
+    shorten,
+)
 
 KEY = JobKey("t", "m", "p")
 
@@ -62,3 +71,44 @@ def test_detail_is_cut_where_the_result_is_built(text: str) -> None:
 def test_short_detail_is_kept_whole(text: str) -> None:
     """A detail that fits is the very same string."""
     assert shorten(text) is text
+
+
+def stream(t0_ms: int, elapsed_ms: int, tokens: int, reason: Reason | None = None) -> ProbeResult:
+    return ProbeResult(job=KEY, finished_at=0.0, reason=reason, t0_ns=t0_ms * 1_000_000,
+                       elapsed_ns=elapsed_ms * 1_000_000, output_tokens=tokens)  # fmt: skip
+
+
+def test_parallel_rate_is_all_tokens_over_the_wall_time() -> None:
+    """Streams at 0-500 ms, 10-510 ms and 5-1000 ms with 64 tokens each: 192 tokens in the
+    1 s from the earliest start to the latest end."""
+    r = result(streams=(stream(0, 500, 64), stream(10, 500, 64), stream(5, 995, 64)))
+    assert r.parallel_tokens_per_second == pytest.approx(192.0)
+
+
+def test_parallel_rate_needs_every_stream() -> None:
+    """One failed stream (its tokens missing) or a single-stream run gives no aggregate."""
+    failed = stream(0, 500, 0, Reason.TRUNCATED)
+    assert result(streams=(stream(0, 500, 64), failed)).parallel_tokens_per_second is None
+    assert result(output_tokens=64, elapsed_ns=10**9).parallel_tokens_per_second is None
+
+
+def test_a_skipped_run_is_not_a_success() -> None:
+    """No reason and a skip: neither success nor failure."""
+    r = result(skipped=SkipReason.NOT_LOADED)
+    assert (r.success, r.reason) == (False, None)
+
+
+def test_prompt_tokens_as_the_server_counted() -> None:
+    """prompt_eval_count (or usage.prompt_tokens); None when not reported."""
+    assert result(server=ServerStats(prompt_eval_count=1000)).prompt_tokens == 1000
+    assert result(server=ServerStats()).prompt_tokens is None
+    assert result().prompt_tokens is None
+
+
+@pytest.mark.parametrize(
+    ("loaded", "size", "vram", "partial"),
+    [(True, 100, 100, False), (True, 100, 40, True), (True, 100, 0, True), (False, 0, 0, False)],
+)
+def test_partial_offload(loaded: bool, size: int, vram: int, partial: bool) -> None:
+    """Less in VRAM than the model's size, while loaded (a CPU-only load included)."""
+    assert Residency("m", loaded, size, vram).partial_offload is partial

@@ -26,7 +26,7 @@ async def test_wedged_probe_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> Non
         calls += 1
         await asyncio.Event().wait()  # a bug that ignores every deadline but cancellation
 
-    monkeypatch.setattr(runner_module, "run_probe", wedged)
+    monkeypatch.setattr(runner_module, "run_job", wedged)
     monkeypatch.setattr(runner_module, "SAFETY_MARGIN_S", 0.1)
     job = make_job("http://127.0.0.1:9", "m", timeout="100ms", stall_timeout="100ms")
     runner = ProbeRunner(FakeClock())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.ollama.stream import Chunk
+from exporter.ollama.decoding import Chunk
 from exporter.result import JobKey, Reason, ServerStats
 from exporter.timeline import Timeline
 

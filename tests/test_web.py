@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from exporter.result import DETAIL_MAX_BYTES, JobKey, ProbeResult, Reason
+from exporter.result import DETAIL_MAX_BYTES, JobKey, ProbeResult, Reason, SkipReason
 from exporter.web import LIFECYCLE_FLAG, WebHooks, WebServer, make_app
 from exporter.web.landing import landing_page
 from exporter.web.server import format_address, local_host
@@ -132,6 +132,21 @@ def test_landing_page_clips_server_supplied_detail() -> None:
     assert "&lt;x&gt;" + "A" * (DETAIL_MAX_BYTES - 6) + "…" in page  # cut, then escaped
     short = landing_page("1.0", {KEY: ProbeResult(KEY, 0.0, Reason.HTTP_ERROR, detail="HTTP 500")})
     assert "HTTP 500</td>" in short
+
+
+def test_landing_page_shows_skips_and_parallel_runs() -> None:
+    """A skipped run says so (not FAIL); a parallel run shows its slowest first token and
+    its aggregate tokens/s."""
+    skipped = ProbeResult(KEY, 0.0, None, skipped=SkipReason.NOT_LOADED, detail="not loaded")
+    assert "<td>skipped: not_loaded</td>" in landing_page("1.0", {KEY: skipped})
+    streams = tuple(
+        ProbeResult(
+            KEY, 0.0, None, ttft_ns=ttft_ms * 1_000_000, t0_ns=0, elapsed_ns=10**9, output_tokens=50
+        )
+        for ttft_ms in (100, 400)
+    )
+    page = landing_page("1.0", {KEY: ProbeResult(KEY, 0.0, None, streams=streams)})
+    assert "<td>ok</td><td>0.400 s</td><td>100.0</td>" in page
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]"])

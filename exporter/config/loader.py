@@ -138,12 +138,19 @@ def describe(settings: Settings) -> str:
             lines.append(f"    tls: ca_file={tls.ca_file} insecure_skip_verify={skip}")
     lines.append(f"probe profiles ({len(settings.probes)}):")
     for profile in settings.probes:
+        workload = f"parallel={profile.parallel} when={profile.when}"
+        if profile.prompt_tokens is not None:
+            workload = f"prompt_tokens={profile.prompt_tokens} {workload}"
+        if profile.keep_alive is not None:
+            workload += f" keep_alive={json.dumps(profile.keep_alive)}"
         lines.append(
-            f"  {profile.name}: api={profile.api} interval={format_duration(profile.interval)}"
+            f"  {profile.name}: api={profile.api} stream={json.dumps(profile.stream)}"
+            f" interval={format_duration(profile.interval)}"
             f" timeout={format_duration(profile.timeout)}"
             f" stall_timeout={format_duration(profile.stall_timeout)}"
             f" max_tokens={profile.max_tokens} think={json.dumps(profile.think)}"
         )
+        lines.append(f"    {workload}")
         if profile.options:
             lines.append(f"    options: {json.dumps(dict(profile.options), sort_keys=True)}")
     lines.append(f"jobs: {len(settings.jobs())} (targets x models x profiles)")

@@ -29,12 +29,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from exporter.config.sources import Key, format_path
 from exporter.config.values import (
+    DEFAULT_NUM_CTX,
     DEFAULT_OPTIONS,
     DEFAULT_PROMPT,
     HUGE_INT,
     LOAD_TIME_OPTIONS,
+    OPENAI_OPTIONS,
     canonical_url,
     check_header_name,
+    check_keep_alive,
     check_option_name,
     check_prompt,
     check_proxy_url,
@@ -42,11 +45,12 @@ from exporter.config.values import (
     existing_file,
     format_duration,
     has_huge_int,
+    keep_alive_seconds,
     parse_duration,
     parse_think,
     resolve_secret,
 )
-from exporter.result import JobKey
+from exporter.result import JobKey, JobShape
 
 PROBLEMS_ERROR = "config_problems"
 Problems = list[tuple[tuple[Key, ...], str]]
@@ -87,6 +91,15 @@ HeaderName = Annotated[str, AfterValidator(check_header_name)]
 HeaderValue = Annotated[SecretStr, BeforeValidator(resolve_secret)]
 Headers = Annotated[Mapping[HeaderName, HeaderValue], _NULL_IS_EMPTY]
 Options = Annotated[Mapping[Annotated[str, AfterValidator(check_option_name)], Any], _NULL_IS_EMPTY]
+# int before float: a number is sent as written, and 300 must not become 300.0.
+KeepAlive = Annotated[str | int | float | None, BeforeValidator(check_keep_alive)]
+Api = Literal["generate", "chat", "openai"]
+
+# Streams of one parallel run: enough to see a server's slots fill up and its queue form,
+# few enough that a typo cannot turn a probe into a load test.
+MAX_PARALLEL = 32
+# About 1 MiB of prompt text: far beyond any context a probe needs to fill.
+MAX_PROMPT_TOKENS = 262_144
 
 
 class _Frozen(BaseModel):
@@ -159,14 +172,20 @@ class ProbeProfile(_Frozen):
     """What one probe sends and how often: the same profile runs against every target and model."""
 
     name: Label
-    api: Literal["generate", "chat"] = "generate"
+    api: Api = "generate"
+    stream: bool = True
     prompt: Annotated[str, AfterValidator(check_prompt)] = DEFAULT_PROMPT
+    # None: the prompt as written; N: built-in text before it, to about N tokens per run.
+    prompt_tokens: int | None = Field(default=None, ge=1, le=MAX_PROMPT_TOKENS)
     # Beyond any probe, and within every integer width the server may parse num_predict into.
     max_tokens: int = Field(default=64, ge=1, le=1_000_000)
+    parallel: int = Field(default=1, ge=1, le=MAX_PARALLEL)
     interval: Duration = 60.0
     timeout: Duration = 300.0
     stall_timeout: Duration = 30.0
     think: Think = None
+    keep_alive: KeepAlive = None
+    when: Literal["always", "if_loaded"] = "always"
     options: Options = Field(default_factory=lambda: dict(DEFAULT_OPTIONS))
 
     @field_validator("options")
@@ -189,6 +208,84 @@ class ProbeProfile(_Frozen):
             stall, total = format_duration(self.stall_timeout), format_duration(self.timeout)
             raise _problems([(("stall_timeout",), f"{stall} must be <= timeout ({total})")])
         return self
+
+    def shape(self) -> JobShape:
+        """Which series this profile's jobs can have (see ``JobShape``)."""
+        return JobShape(
+            parallel=self.parallel,
+            streamed=self.stream,
+            server_timings=self.api != "openai",
+            skippable=self.when == "if_loaded",
+        )
+
+    def warnings(self, where: str) -> list[str]:
+        """Legal settings that cost someone something, or that cannot do what they say."""
+        notes = [
+            f"{where}.options.{name}: load-time option: if it differs from the loaded "
+            "runner, Ollama reloads the model, for every user of that server"
+            for name in self.options
+            if name in LOAD_TIME_OPTIONS and self.api != "openai"
+        ]
+        if self.max_tokens < 2:
+            notes.append(
+                f"{where}.max_tokens: {self.max_tokens} gives no tokens/s "
+                "(timing the decode takes at least two tokens)"
+            )
+        if self.api == "openai":
+            notes += self._openai_warnings(where)
+        elif (note := self._context_warning()) is not None:
+            notes.append(f"{where}.prompt_tokens: {note}")
+        if self.keep_alive is not None:
+            seconds = keep_alive_seconds(self.keep_alive)
+            if seconds == 0:
+                notes.append(
+                    f"{where}.keep_alive: 0 unloads the model after every probe, for every "
+                    "user of that server (the next request, probe or not, loads it again)"
+                )
+            elif seconds < 0:
+                notes.append(
+                    f"{where}.keep_alive: negative keeps the model loaded for ever, for every "
+                    "user of that server"
+                )
+        return notes
+
+    def _openai_warnings(self, where: str) -> list[str]:
+        notes = [
+            f"{where}.options.{name}: not sent with api: openai "
+            "(/v1/chat/completions has no such field)"
+            for name in self.options
+            if name not in OPENAI_OPTIONS
+        ]
+        if self.think is True:
+            notes.append(
+                f"{where}.think: true is not sent with api: openai (it only takes false, "
+                "low, medium or high, as reasoning_effort)"
+            )
+        if self.when == "if_loaded":
+            notes.append(
+                f"{where}.when: if_loaded asks Ollama's /api/ps, which other OpenAI-compatible "
+                "servers do not have (every run then fails)"
+            )
+        return notes
+
+    def _context_warning(self) -> str | None:
+        """Whether a ``prompt_tokens`` prompt and its answer fit the model's context."""
+        if self.prompt_tokens is None:
+            return None
+        num_ctx = self.options.get("num_ctx")
+        given = isinstance(num_ctx, int) and not isinstance(num_ctx, bool)
+        context = num_ctx if given and isinstance(num_ctx, int) else DEFAULT_NUM_CTX
+        needed = self.prompt_tokens + self.max_tokens
+        if needed <= context:
+            return None
+        source = "options.num_ctx" if given else "Ollama's default context"
+        return (
+            f"{self.prompt_tokens} prompt tokens + max_tokens {self.max_tokens} exceed the "
+            f"{context} tokens of {source}: Ollama truncates the prompt, and prefill is "
+            f"measured on less. Set options.num_ctx to at least {needed} (a load-time "
+            "option: the model is reloaded with it, for every user of that server) or raise "
+            "OLLAMA_CONTEXT_LENGTH on the server"
+        )
 
 
 DEFAULT_PROFILE = ProbeProfile(name="short")
@@ -272,7 +369,9 @@ class Settings(BaseSettings):
     def jobs(self) -> list[JobSpec]:
         """Every (target, model, profile) combination, in config order, targets outermost."""
         return [
-            JobSpec(JobKey(target.name, model, profile.name), target, model, profile)
+            JobSpec(
+                JobKey(target.name, model, profile.name, profile.shape()), target, model, profile
+            )
             for target in self.targets
             for model in target.models
             for profile in self.probes
@@ -287,16 +386,6 @@ class Settings(BaseSettings):
                 notes.append(f"{where}: ignored, the url is plain http://")
             elif target.tls.insecure_skip_verify:
                 notes.append(f"{where}.insecure_skip_verify: TLS certificates are not verified")
-        for i, profile in enumerate(self.probes):  # legal, but costs someone something
-            notes += [
-                f"probes[{i}].options.{name}: load-time option: if it differs from the loaded "
-                "runner, Ollama reloads the model, for every user of that server"
-                for name in profile.options
-                if name in LOAD_TIME_OPTIONS
-            ]
-            if profile.max_tokens < 2:
-                notes.append(
-                    f"probes[{i}].max_tokens: {profile.max_tokens} gives no tokens/s "
-                    "(timing the decode takes at least two tokens)"
-                )
+        for i, profile in enumerate(self.probes):
+            notes += profile.warnings(f"probes[{i}]")
         return notes

@@ -23,6 +23,13 @@ LOAD_TIME_OPTIONS = frozenset(
     {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread"}
 )
 THINK_LEVELS = ("low", "medium", "high")
+# The context Ollama gives a model when nothing sets num_ctx (OLLAMA_CONTEXT_LENGTH can change
+# it on the server): a longer prompt is cut to fit, and prefill is then measured on less.
+DEFAULT_NUM_CTX = 4096
+# Options that /v1/chat/completions takes as top-level fields; the others have no field there.
+OPENAI_OPTIONS = frozenset(
+    {"temperature", "seed", "top_p", "stop", "frequency_penalty", "presence_penalty"}
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 9110 token: what a header name may consist of.
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -205,6 +212,39 @@ def check_option_name(name: str) -> str:
     if name == "num_predict":
         raise ValueError("use max_tokens instead (it is sent as options.num_predict)")
     return name
+
+
+# A Go duration, as Ollama's ``keep_alive`` reads a string: "5m", "1h30m", "-1s", "500ms".
+_GO_DURATION_RE = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h))+|[-+]?0")
+_GO_UNITS_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def check_keep_alive(value: object) -> object:
+    """Accept what Ollama's ``keep_alive`` accepts, unchanged: it is sent as written.
+
+    A number is seconds; a string is a Go duration ("5m", "-1s"); Ollama answers 400 to
+    anything else (``"300"`` has no unit), so that is a config error here.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number of seconds, got {value!r}")
+        return value
+    if isinstance(value, str) and _GO_DURATION_RE.fullmatch(value.strip()):
+        return value.strip()
+    raise ValueError(
+        f'must be a number of seconds or a duration such as "5m" or "-1s", got {value!r}'
+    )
+
+
+def keep_alive_seconds(value: str | float) -> float:
+    """Seconds of a valid ``keep_alive`` (negative means for ever, as in Ollama)."""
+    if not isinstance(value, str):
+        return float(value)
+    sign = -1.0 if value.startswith("-") else 1.0
+    parts = re.findall(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)", value)
+    return sign * sum(float(number) * _GO_UNITS_S[unit] for number, unit in parts)
 
 
 HUGE_INT = (

@@ -31,6 +31,7 @@ import httpx
 from exporter import __version__
 from exporter.clock import Clock, SystemClock
 from exporter.config import Target
+from exporter.config.models import MAX_PARALLEL
 from exporter.ollama.errors import classify_status
 from exporter.ollama.network import AsyncioBackend, WireLog, recording
 from exporter.result import Reason, shorten
@@ -41,6 +42,8 @@ POOL_TIMEOUT_S = 5.0
 VERSION_TIMEOUT_S = 5.0
 VERSION_BODY_LIMIT = 4096
 VERSION_MAX_CHARS = 80
+# /api/ps lists the loaded models, a few hundred bytes each: 1 MiB is thousands of them.
+PS_BODY_LIMIT = 1024 * 1024
 
 
 class TransportFailure(Exception):
@@ -140,11 +143,14 @@ def lean_transport(target: Target, clock: Clock) -> httpx.AsyncHTTPTransport:
     httpx has no argument for httpcore's ``network_backend``, so it is set on the pool the
     transport built; ``tests/ollama/test_client.py`` fails if httpx stops honouring it.
     """
+    # Every run in flight may open MAX_PARALLEL connections at once, and /api/version or
+    # /api/ps one more: a run must never wait for the pool (that wait would be in TTFT).
+    connections = target.concurrency * MAX_PARALLEL + 1
     transport = httpx.AsyncHTTPTransport(
         verify=_ssl_verify(target),
         proxy=target.proxy,
         trust_env=False,
-        limits=httpx.Limits(max_connections=target.concurrency + 1, max_keepalive_connections=0),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=0),
     )
     transport._pool._network_backend = AsyncioBackend(clock.monotonic_ns)  # no public hook
     return transport
@@ -230,6 +236,26 @@ class OllamaClient:
             shorten(str(version or "unknown"), VERSION_MAX_CHARS),
             shorten(server, VERSION_MAX_CHARS),
         )
+
+    async def running_models(self, timeout: float) -> bytes:
+        """``GET /api/ps``, the body undecoded: the models Ollama has loaded right now.
+
+        Bounded like ``version``: ``timeout`` for the whole exchange (``TimeoutError``), at most
+        ``PS_BODY_LIMIT`` bytes (a longer body is refused, not cut), no decoding; any other
+        failure is a ``TransportFailure``.
+        """
+        wire = WireLog()
+        request = self._client.build_request("GET", "api/ps")
+        async with asyncio.timeout(timeout), self.open_stream(request, wire) as response:
+            encoding = response.refused_encoding
+            if encoding is not None:
+                raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
+            body = await response.read_limited(PS_BODY_LIMIT + 1)
+            if response.status != 200:
+                raise TransportFailure(*classify_status(response.status, body))
+        if len(body) > PS_BODY_LIMIT:
+            raise TransportFailure(Reason.INVALID_RESPONSE, f"over {PS_BODY_LIMIT} bytes")
+        return body
 
     async def aclose(self) -> None:
         await self._client.aclose()

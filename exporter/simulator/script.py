@@ -173,14 +173,15 @@ def script_to_dict(script: ModelScript) -> dict[str, Any]:
 
 
 DEMO_SCRIPTS: dict[str, ModelScript] = {
-    # A small model on a GPU: quick first token, fast decode, a realistic context array.
+    # A small model on a GPU: quick first token, fast decode and prefill, a realistic
+    # context array, two parallel slots (a third stream queues).
     "llama3.2:1b": ModelScript(
         first_token_delay=0.08,
         tokens_per_second=120.0,
         tokens=64,
-        prompt_eval_count=31,
-        prompt_eval_duration=0.012,
+        prompt_tokens_per_second=8000.0,
         context_tokens=120,
+        num_parallel=2,
     ),
     # A thinking model: the first 8 tokens are thinking text (think omitted turns it on).
     "qwen3:0.6b": ModelScript(
@@ -188,17 +189,18 @@ DEMO_SCRIPTS: dict[str, ModelScript] = {
         tokens_per_second=90.0,
         tokens=40,
         thinking_tokens=8,
-        prompt_eval_count=19,
-        prompt_eval_duration=0.015,
+        prompt_tokens_per_second=6000.0,
+        num_parallel=2,
     ),
-    # CPU-only inference: slow prefill and a single-digit decode rate, nothing in VRAM.
+    # CPU-only inference: slow prefill and a single-digit decode rate, nothing in VRAM, one
+    # request at a time.
     "tinyllama:cpu": ModelScript(
         first_token_delay=0.6,
         tokens_per_second=9.0,
         tokens=24,
-        prompt_eval_count=40,
-        prompt_eval_duration=0.55,
+        prompt_tokens_per_second=400.0,
         vram_fraction=0.0,
+        num_parallel=1,
     ),
     # A runner that crashes on every request after 5 chunks.
     "flaky:latest": ModelScript(

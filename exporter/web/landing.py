@@ -1,5 +1,8 @@
 """The landing page ``/``: links, and the last result of every job.
 
+A parallel run shows its slowest stream's time to first token and its aggregate tokens/s;
+a skipped run says why it sent nothing.
+
 Result details come from the probed servers (an Ollama error body, an exception message); a
 ``ProbeResult`` cuts its detail to ``DETAIL_MAX_BYTES`` when it is built, so a misbehaving
 server cannot make this page, and every scrape of it, arbitrarily large.
@@ -11,7 +14,15 @@ import html
 from collections.abc import Mapping
 
 from exporter.report import result_dict
-from exporter.result import JobKey, ProbeResult
+from exporter.result import NS_PER_S, JobKey, ProbeResult
+
+
+def _status(data: dict[str, object]) -> str:
+    if data["skipped"] is not None:
+        return f"skipped: {data['skipped']}"
+    if data["success"]:
+        return "ok"
+    return f"FAIL: {data['reason']}"
 
 
 def _row(key: JobKey, result: ProbeResult | None) -> str:
@@ -21,8 +32,12 @@ def _row(key: JobKey, result: ProbeResult | None) -> str:
     else:
         data = result_dict(result)
         ttft, tps = data["time_to_first_token_seconds"], data["tokens_per_second"]
+        if result.streams:  # a parallel run: its slowest first token, its aggregate rate
+            ttfts = [s.ttft_ns for s in result.streams if s.ttft_ns is not None]
+            ttft = max(ttfts) / NS_PER_S if ttfts else None
+            tps = data["parallel_tokens_per_second"]
         cells += [
-            "ok" if data["success"] else f"FAIL: {data['reason']}",
+            _status(data),
             "" if ttft is None else f"{ttft:.3f} s",
             "" if tps is None else f"{tps:.1f}",
             data["detail"],

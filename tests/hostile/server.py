@@ -263,10 +263,37 @@ def canned(response: bytes) -> Handler:
     return handler
 
 
+JSON = ("Content-Type", "application/json")
+SSE = ("Content-Type", "text/event-stream")
+NOTHING_LOADED = b'{"models":[]}'
+
+
+def sse_event(obj: Any) -> bytes:
+    """One server-sent event: ``data: <json>`` and a blank line."""
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def sse_text(content: str = "tok") -> bytes:
+    delta = {"role": "assistant", "content": content}
+    return sse_event({"object": "chat.completion.chunk",
+                      "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})  # fmt: skip
+
+
+SSE_USAGE = sse_event({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
+SSE_DONE = b"data: [DONE]\n\n"
+HEALTHY_SSE = stream(sse_text("a"), sse_text("b"), sse_text("c"), SSE_USAGE, SSE_DONE,
+                     headers=(SSE,))  # fmt: skip
+
+
 async def healthy(request: Request, writer: asyncio.StreamWriter) -> None:
-    """A well-behaved Ollama: a short stream for generations, a version for /api/version."""
+    """A well-behaved Ollama: a short stream for generations (NDJSON, or server-sent events on
+    /v1), a version for /api/version, no model loaded for /api/ps."""
     if request.path.endswith("/api/version"):
-        await send(writer, fixed(200, VERSION, [("Content-Type", "application/json")]))
+        await send(writer, fixed(200, VERSION, [JSON]))
+    elif request.path.endswith("/api/ps"):
+        await send(writer, fixed(200, NOTHING_LOADED, [JSON]))
+    elif request.path.endswith("/v1/chat/completions"):
+        await send(writer, HEALTHY_SSE)
     else:
         await send(writer, HEALTHY_STREAM)
 

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from exporter import probe as probe_module
+from exporter.ollama import stream as stream_module
 from exporter.result import Reason
 from tests.hostile.probing import SMALL_PEAK, peak_memory, probe, probe_hostile
 from tests.hostile.server import (
@@ -184,7 +184,7 @@ async def test_memory_error_is_invalid_response(monkeypatch: pytest.MonkeyPatch)
     def exhausted(line: bytes) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(probe_module, "parse_chunk", exhausted)
+    monkeypatch.setattr(stream_module, "parse_chunk", exhausted)
     with HostileServer(canned(stream(text_line(), done_line()))) as server:
         result = await probe_hostile(server)
     assert result.reason is Reason.INVALID_RESPONSE, result.detail

@@ -13,7 +13,9 @@ from exporter.ollama.stream import (
     InvalidLine,
     LineSplitter,
     LineTooLong,
+    NdjsonDecoder,
     parse_chunk,
+    whole_answer,
 )
 
 GEN = {"model": "m", "created_at": "2026-11-20T09:00:01Z", "response": "Hi", "done": False}
@@ -248,3 +250,70 @@ class TestParseChunk:
         decode to many times its size: it is refused unread."""
         with pytest.raises(InvalidLine, match="in one"):
             parse_chunk(raw)
+
+
+class TestAnswerText:
+    @pytest.mark.parametrize(
+        ("obj", "content"),
+        [
+            ({"response": "Waves", "done": False}, True),
+            ({"message": {"role": "assistant", "content": " roll"}, "done": False}, True),
+            ({"response": "", "thinking": "Okay", "done": False}, False),
+            (
+                {"message": {"role": "assistant", "content": "", "thinking": "Hm"}, "done": False},
+                False,
+            ),
+            ({"message": {"content": "A", "thinking": "B"}, "done": False}, True),
+        ],
+    )
+    def test_answer_text_is_told_from_thinking(self, obj: dict[str, object], content: bool) -> None:
+        """Thinking is text but not answer text; a chunk holding both has answer text."""
+        chunk = parse_chunk(line(obj))
+        assert chunk is not None
+        assert chunk.has_text
+        assert chunk.has_content is content
+
+
+class TestDecoders:
+    def test_ndjson_decoder_yields_one_item_per_line(self) -> None:
+        """Every non-empty line is one item, parsed; a tail without newline counts at the end."""
+        decoder = NdjsonDecoder()
+        first = list(decoder.feed(line(GEN) + line(GEN)[:-1]))
+        assert [c is not None and c.has_text for c in first] == [True]
+        rest = list(decoder.feed(b"\n" + line(DONE)[:-1]))
+        assert [c is not None and c.has_text for c in rest] == [True]
+        [done] = decoder.finish()
+        assert done is not None
+        assert done.done
+
+    def test_ndjson_decoder_drops_a_cut_tail(self) -> None:
+        """A partial last line is a stream cut short (the prober says truncated), not a bad line."""
+        decoder = NdjsonDecoder()
+        list(decoder.feed(line(GEN) + b'{"model":"m","resp'))
+        assert list(decoder.finish()) == []
+
+    def test_whole_answer_is_parsed_at_the_end(self) -> None:
+        """stream: false: nothing until the body ends, then the one done object."""
+        decoder = whole_answer()
+        body = json.dumps(dict(DONE, response="Waves roll")).encode()
+        assert list(decoder.feed(body[:10])) == []
+        assert list(decoder.feed(body[10:])) == []
+        [chunk] = decoder.finish()
+        assert chunk is not None
+        assert (chunk.has_text, chunk.has_content, chunk.done) == (True, True, True)
+        assert chunk.stats is not None
+        assert chunk.stats.eval_count == 15
+
+    def test_whole_answer_is_bounded(self) -> None:
+        """A body beyond the line cap is refused before it is held."""
+        decoder = whole_answer()
+        list(decoder.feed(b"x" * MAX_LINE_BYTES))
+        with pytest.raises(LineTooLong):
+            list(decoder.feed(b"x"))
+
+    def test_whole_answer_that_is_not_json_is_invalid(self) -> None:
+        """A non-streamed body is one JSON object or invalid."""
+        decoder = whole_answer()
+        list(decoder.feed(b"<html>busy</html>"))
+        with pytest.raises(InvalidLine):
+            list(decoder.finish())

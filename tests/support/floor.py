@@ -39,13 +39,18 @@ def floor_request(url: str, model: str, *, api: str = "generate", tokens: int = 
     """An HTTP/1.1 streaming request for ``model`` that asks for ``tokens`` tokens."""
     parts = urlsplit(url)
     payload: dict[str, object] = {"model": model, "options": {"num_predict": tokens}}
-    if api == "chat":
+    path = f"/api/{api}"
+    if api == "openai":
+        path = "/v1/chat/completions"
+        payload = {"model": model, "stream": True, "max_tokens": tokens,
+                   "messages": [{"role": "user", "content": "floor"}]}  # fmt: skip
+    elif api == "chat":
         payload["messages"] = [{"role": "user", "content": "floor"}]
     else:
         payload["prompt"] = "floor"
     body = json.dumps(payload).encode()
     head = (
-        f"POST /api/{api} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     )
