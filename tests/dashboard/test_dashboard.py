@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dashboard.workloads import workload_exporter, workload_exposition
 from tests.support.prometheus import (
     REPO_ROOT,
     RULES_FILE,
@@ -46,9 +47,17 @@ def dashboard() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real exporter's /metrics after it probed the simulator (success and failure)."""
-    with probed_exporter(tmp_path_factory.mktemp("exporter")) as stack:
-        yield full_exposition(stack)
+    """The real exporters' /metrics after they probed the simulator.
+
+    Success and failure, plus a parallel and an if_loaded job (skips), so that every series
+    the exporter can export is there.
+    """
+    work = tmp_path_factory.mktemp("exporter")
+    with (
+        probed_exporter(work) as stack,
+        workload_exporter(stack.simulator.url, work) as workloads,
+    ):
+        yield full_exposition(stack) + workload_exposition(workloads)
 
 
 def content_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
