@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dashboard.workloads import exported_labels, workload_exporter, workload_exposition
+from tests.support.processes import LOOPBACK, free_port, http_get, running_process
 from tests.support.prometheus import (
     REPO_ROOT,
     RULES_FILE,
@@ -24,6 +27,7 @@ from tests.support.prometheus import (
     raw_metrics,
     recorded_metrics,
     substitute,
+    wait_for,
 )
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -46,9 +50,17 @@ def dashboard() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real exporter's /metrics after it probed the simulator (success and failure)."""
-    with probed_exporter(tmp_path_factory.mktemp("exporter")) as stack:
-        yield full_exposition(stack)
+    """The real exporters' /metrics after they probed the simulator.
+
+    Success and failure, plus a parallel and an if_loaded job (skips), so that every series
+    the exporter can export is there.
+    """
+    work = tmp_path_factory.mktemp("exporter")
+    with (
+        probed_exporter(work) as stack,
+        workload_exporter(stack.simulator.url, work) as workloads,
+    ):
+        yield full_exposition(stack) + workload_exposition(workloads)
 
 
 def content_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -182,19 +194,30 @@ class TestVariables:
             for later in LABEL_VARIABLES[i:]:
                 assert f"${later}" not in query, (name, later)
 
-    def test_every_query_filters_on_every_variable(self, dashboard: dict[str, Any]) -> None:
+    def test_every_query_filters_on_every_variable(
+        self, dashboard: dict[str, Any], exposition: str
+    ) -> None:
         """Each query filters on $job, $target and $model, and on $probe where series have it.
 
-        Except a query of one threshold constant alone: it has no labels to filter.
+        Per-model series have no ``probe``: the recorded ``job_target_model:`` ones and the
+        exported ones without that label (the model inventory), where ``probe=~".+"`` would
+        match nothing. Except a query of one threshold constant alone: it has no labels.
         """
+        exported = exported_labels(exposition)
+        per_model_raw = {name for name, labels in exported.items() if "probe" not in labels}
+        assert "ollama_probe_model_loaded" in per_model_raw
+        assert "ollama_probe_runs_total" not in per_model_raw
         for panel, target in panel_targets(dashboard):
             expr = target["expr"]
             if THRESHOLD.fullmatch(expr):
                 continue
             for name in ("job", "target", "model"):
                 assert f'{name}=~"${name}"' in expr, (panel["title"], name)
-            per_model_only = all(m.startswith("job_target_model:") for m in recorded_metrics(expr))
-            if recorded_metrics(expr) and per_model_only:
+            recorded, raw = recorded_metrics(expr), raw_metrics(expr)
+            per_model_only = raw <= per_model_raw and all(
+                m.startswith("job_target_model:") for m in recorded
+            )
+            if per_model_only:
                 assert "$probe" not in expr, panel["title"]
             else:
                 assert 'probe=~"$probe"' in expr, panel["title"]
@@ -339,6 +362,152 @@ class TestThroughputBaselinePanels:
             description = found["description"]
             assert DROP_THRESHOLD in description, found["title"]
             assert ":ollama_probe_throughput_baseline_history_seconds:threshold" in description
+
+
+INVENTORY = "Model inventory"
+INVENTORY_COLUMNS = {
+    "Loaded": "ollama_probe_model_loaded",
+    "VRAM": "ollama_probe_model_vram_bytes",
+    "Size": "ollama_probe_model_size_bytes",
+    "In VRAM": "job_target_model:ollama_probe_model_vram_bytes_per_size_bytes:ratio",
+    "Partial offload": "ollama_probe_model_partial_offload",
+}
+"""The inventory table's columns and the one series each column's query reads."""
+SKIPPED = "Skipped runs by reason"
+SKIPPED_METRIC = "ollama_probe_skipped_total"
+
+
+def beside(left: dict[str, Any], right: dict[str, Any]) -> bool:
+    """True if ``right`` sits directly to the right of ``left``, on the same line."""
+    a, b = left["gridPos"], right["gridPos"]
+    return (a["y"], a["x"] + a["w"]) == (b["y"], b["x"])
+
+
+def overrides(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Field name → {property id: value} of a panel's by-name overrides."""
+    return {
+        o["matcher"]["options"]: {prop["id"]: prop["value"] for prop in o["properties"]}
+        for o in found["fieldConfig"]["overrides"]
+        if o["matcher"]["id"] == "byName"
+    }
+
+
+class TestWorkloadPanels:
+    def test_inventory_and_vram_share_sit_beside_the_throughput(
+        self, dashboard: dict[str, Any]
+    ) -> None:
+        """The model inventory is beside Client tokens/s, the VRAM share beside Server tokens/s."""
+        assert beside(panel(dashboard, "Client tokens/s"), panel(dashboard, INVENTORY))
+        assert beside(panel(dashboard, "Server tokens/s"), panel(dashboard, "Model share in VRAM"))
+
+    def test_inventory_columns_are_named_after_their_queries(
+        self, dashboard: dict[str, Any]
+    ) -> None:
+        """Each column of the inventory is the value of the query that reads its series."""
+        table = panel(dashboard, INVENTORY)
+        (organize,) = [t for t in table["transformations"] if t["id"] == "organize"]
+        renames = organize["options"]["renameByName"]
+        columns = {}
+        for target in table["targets"]:
+            assert (target["instant"], target["format"]) == (True, "table"), target["refId"]
+            column = renames[f"Value #{target['refId']}"]
+            columns[column] = raw_metrics(target["expr"]) | recorded_metrics(target["expr"])
+        assert columns == {name: {series} for name, series in INVENTORY_COLUMNS.items()}
+
+    def test_inventory_highlights_partial_offload(self, dashboard: dict[str, Any]) -> None:
+        """Partial offload shows as a red cell; sizes in bytes, the VRAM share in percent."""
+        table = panel(dashboard, INVENTORY)
+        props = overrides(table)
+        offload = props["Partial offload"]
+        assert offload["custom.cellOptions"]["type"] == "color-background"
+        (mapping,) = offload["mappings"]
+        assert mapping["options"]["1"]["color"] == "red"
+        assert mapping["options"]["0"]["color"] == "transparent"
+        assert table["fieldConfig"]["defaults"]["unit"] == "bytes"
+        assert props["In VRAM"]["unit"] == "percentunit"
+        assert props["Loaded"]["unit"] == "none"
+        assert "throughput drop" in table["description"]
+
+    def test_first_answer_token_sits_beside_ttft(self, dashboard: dict[str, Any]) -> None:
+        """The first-answer-token quantiles are beside TTFT's, in the same unit."""
+        ttft = panel(dashboard, "TTFT p50 and p95")
+        answer = panel(dashboard, "Time to first answer token p50 and p95")
+        assert beside(ttft, answer)
+        assert answer["fieldConfig"]["defaults"]["unit"] == ttft["fieldConfig"]["defaults"]["unit"]
+        assert {m for t in answer["targets"] for m in recorded_metrics(t["expr"])} == {
+            "job_target_model_probe:ollama_probe_time_to_first_content_token_seconds:p50_rate30m",
+            "job_target_model_probe:ollama_probe_time_to_first_content_token_seconds:p95_rate30m",
+        }
+
+    def test_skipped_runs_are_counted_by_reason_and_not_called_errors(
+        self, dashboard: dict[str, Any]
+    ) -> None:
+        """The skipped stat sums the skip counter by reason over the range; it says skips are
+        deliberate and not errors, and shows 0 (not "No data") where no job can skip."""
+        stat = panel(dashboard, SKIPPED)
+        (target,) = stat["targets"]
+        assert raw_metrics(target["expr"]) == {SKIPPED_METRIC}
+        assert re.match(r"sum by \([^)]*\breason\b[^)]*\) \(increase\(", target["expr"])
+        assert target["expr"].endswith("[$__range]))")
+        assert "deliberate" in stat["description"]
+        assert "not errors" in stat["description"]
+        assert stat["fieldConfig"]["defaults"]["noValue"] == "0"
+        errors_row = panel(dashboard, "Errors")["gridPos"]["y"]
+        assert stat["gridPos"]["y"] == errors_row + 1
+
+
+@pytest.fixture(scope="module")
+def demo_exposition(dashboard: dict[str, Any]) -> Iterator[str]:
+    """``ollama-probe-exporter demo``'s /metrics once it has every series the dashboard reads
+    (but the skip counter) and has found its CPU model."""
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [sys.executable, "-m", "exporter", "demo", "--web.listen-address", f"{LOOPBACK}:{port}"]
+    wanted = {m for _, t in panel_targets(dashboard) for m in raw_metrics(t["expr"])}
+    wanted.discard(SKIPPED_METRIC)
+    missing: set[str] = set()
+
+    def ready() -> str | None:
+        status, text = http_get(f"{url}/metrics")
+        assert status == 200, text
+        missing.clear()
+        missing.update(wanted - metric_names(text))
+        cpu = re.search(DEMO_CPU_OFFLOAD, text, re.MULTILINE)
+        return text if not missing and cpu else None
+
+    with running_process(argv, f"{url}/-/healthy"):
+        try:
+            yield wait_for(ready, 60, "the demo to export every series the dashboard reads")
+        except AssertionError as err:
+            raise AssertionError(f"{err}; missing: {sorted(missing)}") from None
+
+
+DEMO_CPU_OFFLOAD = r'^ollama_probe_model_partial_offload\{[^}]*model="tinyllama:cpu"[^}]*\} 1\.0$'
+"""The demo's CPU-only model, reported as partially offloaded (wholly on the CPU)."""
+
+
+class TestDemo:
+    def test_every_panel_but_skips_has_series_in_the_demo(
+        self, dashboard: dict[str, Any], demo_exposition: str
+    ) -> None:
+        """``make demo`` fills every panel, but the skipped stat (which then shows 0).
+
+        The skip counter exists only for ``when: if_loaded`` jobs, and the demo has none (it
+        never has a model that is not loaded). The end-to-end test runs one.
+        """
+        exported = metric_names(demo_exposition)
+        for found, target in panel_targets(dashboard):
+            absent = raw_metrics(target["expr"]) - exported
+            if found["title"] == SKIPPED:
+                assert absent == {SKIPPED_METRIC}
+            else:
+                assert not absent, (found["title"], absent)
+
+    def test_the_demo_shows_a_partial_offload(self, demo_exposition: str) -> None:
+        """Its CPU-only model is partially offloaded with nothing in VRAM: the red cell."""
+        assert re.search(DEMO_CPU_OFFLOAD, demo_exposition, re.MULTILINE)
+        vram = r'^ollama_probe_model_vram_bytes\{[^}]*model="tinyllama:cpu"[^}]*\} 0\.0$'
+        assert re.search(vram, demo_exposition, re.MULTILINE)
 
 
 class TestProvisioning:

@@ -33,6 +33,7 @@ TUNED: dict[str, Any] = {
     "coldLoadRatio": 0.1,
     "coldLoadFor": "10m",
     "residentModels": r"llama3\.2:.*|qwen3:.*",
+    "partialOffloadFor": "30m",
     "tokensPerSecondFloors": {"llama3.2:1b": 40, "qwen3:0.6b": 2.5},
     "runbookBaseUrl": "https://wiki.example.com/ollama/alerts",
 }
@@ -125,6 +126,7 @@ def test_a_threshold_replaces_its_constant_rule(
             ],
         ),
         ("coldLoadFor", [("OllamaModelColdLoads", {})]),
+        ("partialOffloadFor", [("OllamaModelPartialOffload", {})]),
     ],
 )
 def test_a_duration_replaces_for_and_the_annotations_that_quote_it(
@@ -432,6 +434,7 @@ def test_values_file_states_the_rules_file_defaults(default: dict[str, Any]) -> 
         "coldLoadRatio": constant(":ollama_probe_cold_load_ratio:threshold"),
         "coldLoadFor": duration("OllamaModelColdLoads"),
         "residentModels": cold.group(1),
+        "partialOffloadFor": duration("OllamaModelPartialOffload"),
         "runbookBaseUrl": runbook.partition("#")[0],
     }
 

@@ -1,6 +1,9 @@
 """End to end: the simulator, the exporter and a real Prometheus with the shipped rules loaded.
 
-Prometheus scrapes the exporter and evaluates the rules every second. The rules file is the
+Prometheus scrapes two exporters probing the simulator, and evaluates the rules every second:
+the shared probed exporter (one short profile), and one with a ``parallel`` and a
+``when: if_loaded`` profile (tests/dashboard/workloads.py), whose aggregate tokens/s and skip
+counter no short profile has. The rules file is the
 shipped one; only its baseline group is evaluated every second instead of every 2 minutes, so
 the dashboard's baseline panels have data at once (a test checks nothing else differs).
 
@@ -21,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dashboard.workloads import WORKLOAD_PROBES, workload_exporter
+from tests.support.processes import RunningProcess
 from tests.support.prometheus import (
     FAST_MODEL,
     MISSING_MODEL,
@@ -48,6 +53,7 @@ ALL = dict.fromkeys(LABEL_VARIABLES, ".+")
 @dataclass
 class Stack:
     exporter: ProbedExporter
+    workloads: RunningProcess
     prometheus: PrometheusServer
     rules: Path
     """The rules file Prometheus loaded."""
@@ -69,9 +75,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     rules = shipped_rules_with_a_fast_baseline(work / "ollama-probe-exporter.rules.yml")
     with (
         probed_exporter(work) as exporter,
-        prometheus_server([exporter.address], [rules]) as prometheus,
+        workload_exporter(exporter.simulator.url, work) as workloads,
+        prometheus_server(
+            [exporter.address, workloads.url.removeprefix("http://")], [rules]
+        ) as prometheus,
     ):
-        yield Stack(exporter, prometheus, rules)
+        yield Stack(exporter, workloads, prometheus, rules)
 
 
 def finite(result: list[dict[str, Any]]) -> bool:
@@ -120,9 +129,35 @@ def test_every_rule_evaluates_without_errors(stack: Stack) -> None:
     assert [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"] == []
 
 
+def label_values_become(
+    stack: Stack, label: str, selector: str, want: list[str], what: str
+) -> list[str]:
+    """Wait until ``label_values(selector, label)`` is ``want``; fail naming the last answer."""
+    last: list[str] = []
+
+    def values() -> list[str] | None:
+        last[:] = stack.prometheus.label_values(label, selector)
+        return last if last == want else None
+
+    try:
+        return wait_for(values, 20, what)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last seen: {last}") from None
+
+
 def test_dashboard_variables_resolve(stack: Stack) -> None:
-    """Each variable's label_values query, chained with All, lists the configured values."""
+    """Each variable's label_values query, chained with All, lists the configured values.
+
+    Both exporters' values: the probe variable lists the workload exporter's profiles too,
+    once Prometheus has scraped it.
+    """
     dashboard = load_dashboard()
+    expected = {
+        "job": [SCRAPE_JOB],
+        "target": ["sim"],
+        "model": sorted([FAST_MODEL, OTHER_MODEL, MISSING_MODEL]),
+        "probe": sorted(["short", *WORKLOAD_PROBES]),
+    }
     found = {}
     for var in dashboard["templating"]["list"]:
         if var["name"] not in LABEL_VARIABLES:
@@ -130,21 +165,10 @@ def test_dashboard_variables_resolve(stack: Stack) -> None:
         match = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"])
         assert match is not None, var["query"]
         selector, label = substitute(match.group(1), ALL), match.group(2)
-
-        def values(s: str = selector, name: str = label) -> list[str] | None:
-            return stack.prometheus.label_values(name, s) or None
-
-        found[var["name"]] = wait_for(
-            values,
-            20,
-            f"values of ${var['name']}",
+        found[var["name"]] = label_values_become(
+            stack, label, selector, expected[var["name"]], f"values of ${var['name']}"
         )
-    assert found == {
-        "job": [SCRAPE_JOB],
-        "target": ["sim"],
-        "model": sorted([FAST_MODEL, OTHER_MODEL, MISSING_MODEL]),
-        "probe": ["short"],
-    }
+    assert found == expected
 
 
 def test_every_dashboard_query_returns_data(stack: Stack) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dashboard.workloads import exported_labels, workload_exporter, workload_exposition
 from tests.support.prometheus import (
     REPO_ROOT,
     RULE_TESTS_DIR,
@@ -36,9 +37,17 @@ STALE_THRESHOLD = ":ollama_probe_stale_after_seconds:threshold"
 
 @pytest.fixture(scope="module")
 def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real exporter's /metrics after it probed the simulator (success and failure)."""
-    with probed_exporter(tmp_path_factory.mktemp("exporter")) as stack:
-        yield full_exposition(stack)
+    """The real exporters' /metrics after they probed the simulator.
+
+    Success and failure, plus a parallel and an if_loaded job (skips), so that every series
+    the exporter can export is there.
+    """
+    work = tmp_path_factory.mktemp("exporter")
+    with (
+        probed_exporter(work) as stack,
+        workload_exporter(stack.simulator.url, work) as workloads,
+    ):
+        yield full_exposition(stack) + workload_exposition(workloads)
 
 
 def alerts() -> list[dict[str, Any]]:
@@ -202,8 +211,13 @@ class TestNoDeadRules:
                 assert le in bucket_bounds(exposition, metric), (metric, le)
 
     def test_unit_test_inputs_use_exported_series(self, exposition: str) -> None:
-        """The unit tests' input series have the exporter's names, labels and ``le`` spelling."""
-        exported = metric_names(exposition)
+        """The unit tests' input series have the exporter's names, labels and ``le`` spelling.
+
+        Each has the config labels the exporter gives that metric (``target``, ``model``, and
+        ``probe`` except on the per-model inventory), and no label it does not give, besides
+        the ``job`` and ``instance`` that Prometheus adds.
+        """
+        exported = exported_labels(exposition)
         for path in UNIT_TEST_FILES:
             for group in yaml.safe_load(path.read_text())["tests"]:
                 for item in group["input_series"]:
@@ -211,7 +225,9 @@ class TestNoDeadRules:
                     if name == "up" or name in USER_DEFINED:
                         continue
                     assert name in exported, (path.name, name)
-                    assert all(f"{key}=" in labels for key in ("target", "model", "probe")), item
+                    keys = set(re.findall(r'(\w+)="', labels)) - {"job", "instance"}
+                    assert keys <= exported[name], (path.name, item, exported[name])
+                    assert exported[name] & {"target", "model", "probe"} <= keys, item
                     le = re.search(r'le="([^"]+)"', labels)
                     if le is not None:
                         metric = name.removesuffix("_bucket")
