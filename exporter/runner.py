@@ -6,17 +6,24 @@ in TTFT. Every probe also runs under a safety deadline a little past its ``timeo
 a bug in the prober cannot wedge a job (APScheduler has no job timeout; with
 ``max_instances=1`` a hung run would block its job forever).
 
-On reload, targets whose settings did not change keep their client; a client whose target
-changed or left the config is closed once its last in-flight probe has finished. Closing
-never raises and never waits without a bound: a client that cannot close in time is left to
-the garbage collector rather than holding up a reload or a shutdown.
+A new target list is adopted in two steps, so that a reload is all or nothing: ``prepare``
+builds the clients of new and changed targets without touching the current ones (a CA file
+that is not a valid bundle only fails here, although the config accepted its path), and
+``adopt`` swaps them in. If any client cannot be built, ``prepare`` closes those it built and
+raises ``TargetSetupError``; the running targets never saw a thing. Targets whose settings
+did not change keep their client; a client whose target changed or left the config is closed
+once its last in-flight probe has finished. Closing never raises and never waits without a
+bound: a client that cannot close in time is left to the garbage collector rather than
+holding up a reload or a shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import re
+import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from exporter.clock import Clock
@@ -33,6 +40,15 @@ SAFETY_MARGIN_S = 5.0
 # (or a SIGTERM that arrives meanwhile).
 WARM_UP_TIMEOUT_S = 3.0
 CLOSE_TIMEOUT_S = 5.0
+SIMULATOR_WARNING = (
+    "target is the ollama-probe-exporter simulator, not Ollama: its numbers are synthetic"
+)
+_SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)$")
+
+
+class TargetSetupError(Exception):
+    """A target's client could not be built: one line naming the config key, like a config
+    error (``targets[1].tls.ca_file: …``)."""
 
 
 @dataclass(eq=False)
@@ -42,6 +58,26 @@ class _TargetSlot:
     limit: asyncio.Semaphore
     in_flight: int = 0
     retired: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class TargetPlan:
+    """A target list ready to adopt: a slot per target, the new ones already built."""
+
+    slots: Mapping[str, _TargetSlot]
+
+
+def _setup_error(index: int, target: Target, err: Exception) -> TargetSetupError:
+    """The one line for a client that could not be built."""
+    reason = _SSL_SOURCE.sub("", str(err)) or type(err).__name__
+    ca_file = target.tls.ca_file
+    if isinstance(err, ssl.SSLError | OSError) and ca_file is not None:
+        return TargetSetupError(
+            f"targets[{index}].tls.ca_file: {ca_file}: not a usable CA bundle: {reason}"
+        )
+    return TargetSetupError(
+        f"targets[{index}] ({target.name}): cannot set up its HTTP client: {reason}"
+    )
 
 
 async def _close_quietly(client: OllamaClient) -> None:
@@ -64,22 +100,41 @@ class ProbeRunner:
         self._closers: set[asyncio.Task[None]] = set()
 
     def configure(self, targets: Sequence[Target]) -> None:
-        """Adopt a new target list, reusing the clients of unchanged targets."""
-        old = self._slots
-        self._slots = {}
-        for target in targets:
-            slot = old.pop(target.name, None)
+        """Adopt a new target list, reusing the clients of unchanged targets.
+
+        ``TargetSetupError`` if a client cannot be built; nothing changed then.
+        """
+        self.adopt(self.prepare(targets))
+
+    def prepare(self, targets: Sequence[Target]) -> TargetPlan:
+        """Build what ``targets`` need beyond the current clients; change nothing current.
+
+        Call on the event loop. On failure the clients built so far are closed (in the
+        background, awaited by ``aclose``) and ``TargetSetupError`` names the target's key.
+        """
+        slots: dict[str, _TargetSlot] = {}
+        built: list[_TargetSlot] = []
+        for index, target in enumerate(targets):
+            slot = self._slots.get(target.name)
             if slot is None or slot.target != target:
-                if slot is not None:
-                    self._retire(slot)
-                slot = _TargetSlot(
-                    target,
-                    OllamaClient(target, clock=self._clock),
-                    asyncio.Semaphore(target.concurrency),
-                )
-            self._slots[target.name] = slot
-        for slot in old.values():
-            self._retire(slot)
+                try:
+                    client = OllamaClient(target, clock=self._clock)
+                except Exception as err:
+                    for done in built:
+                        self._close_later(done.client)
+                    raise _setup_error(index, target, err) from None
+                slot = _TargetSlot(target, client, asyncio.Semaphore(target.concurrency))
+                built.append(slot)
+            slots[target.name] = slot
+        return TargetPlan(slots)
+
+    def adopt(self, plan: TargetPlan) -> None:
+        """Make ``plan`` current; retire the clients it does not keep. Never fails."""
+        kept = {id(slot) for slot in plan.slots.values()}
+        for slot in self._slots.values():
+            if id(slot) not in kept:
+                self._retire(slot)
+        self._slots = dict(plan.slots)
 
     def _retire(self, slot: _TargetSlot) -> None:
         slot.retired = True
@@ -124,7 +179,7 @@ class ProbeRunner:
         The first request through a fresh client pays for imports and setup (tens of ms);
         paying it here keeps it out of the first probe's TTFT. It also logs what each target
         runs, that it is the exporter's own simulator rather than Ollama, or that it is
-        unreachable. It never raises.
+        unreachable. It never raises; cancelled (a stop during start-up), it stops at once.
         """
         limit = WARM_UP_TIMEOUT_S if timeout is None else timeout
 
@@ -154,11 +209,7 @@ class ProbeRunner:
                     version["server"] = info.server
                 log.info("target reachable", extra={"fields": {**fields, **version}})
                 if info.is_simulator:
-                    log.warning(
-                        "target is the ollama-probe-exporter simulator, not Ollama: its "
-                        "numbers are synthetic",
-                        extra={"fields": {**fields, **version}},
-                    )
+                    log.warning(SIMULATOR_WARNING, extra={"fields": {**fields, **version}})
 
         await asyncio.gather(*(one(slot) for slot in self._slots.values()))
 
