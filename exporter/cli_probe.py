@@ -24,6 +24,7 @@ from exporter.ollama.client import OllamaClient
 from exporter.probe import run_probe
 from exporter.report import result_dict
 from exporter.result import ProbeResult
+from exporter.runner import redact_result
 
 PROFILE_NAME = "cli"
 SECRET_PREFIXES = ("env", "file")
@@ -142,12 +143,16 @@ def probe_settings(args: argparse.Namespace) -> Settings:
 
 
 async def probe_once(spec: JobSpec) -> ProbeResult:
-    """Warm the client with ``/api/version`` (errors ignored: the probe reports them), probe."""
+    """Warm the client with ``/api/version`` (errors ignored: the probe reports them), probe.
+
+    The result's detail is scrubbed of the header values, as the daemon's are: a server may
+    quote them.
+    """
     client = OllamaClient(spec.target)
     try:
         with contextlib.suppress(Exception):
             await client.version()
-        return await run_probe(client, spec, SystemClock())
+        return redact_result(await run_probe(client, spec, SystemClock()), spec.target)
     finally:
         await client.aclose()
 

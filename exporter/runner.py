@@ -15,22 +15,29 @@ did not change keep their client; a client whose target changed or left the conf
 once its last in-flight probe has finished. Closing never raises and never waits without a
 bound: a client that cannot close in time is left to the garbage collector rather than
 holding up a reload or a shutdown.
+
+A server may echo what it was sent (an error body quoting the request's headers, a proxy's
+diagnostic page), and that text reaches logs, the landing page and ``probe`` output as a
+failure's detail. Every detail is therefore scrubbed of the target's header values
+(``redact``) before it leaves this module or the ``probe`` command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import re
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from exporter.clock import Clock
 from exporter.config import JobSpec, Target
 from exporter.ollama.client import OllamaClient, TransportFailure
 from exporter.probe import run_probe
-from exporter.result import ProbeResult, Reason, shorten
+from exporter.result import ELLIPSIS, ProbeResult, Reason, shorten
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +50,65 @@ CLOSE_TIMEOUT_S = 5.0
 SIMULATOR_WARNING = (
     "target is the ollama-probe-exporter simulator, not Ollama: its numbers are synthetic"
 )
+REDACTED = "[redacted]"
+# Shorter header values are not scrubbed from details: they cannot be secrets worth the
+# name (``X-Debug: 1``), and replacing every "1" would garble the text.
+REDACT_MIN_CHARS = 4
 _SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 
 
 class TargetSetupError(Exception):
     """A target's client could not be built: one line naming the config key, like a config
     error (``targets[1].tls.ca_file: …``)."""
+
+
+def _secret_forms(values: Collection[str]) -> list[str]:
+    """Each value as it may be quoted back: as is, JSON-escaped, as a Python str or bytes repr
+    (details quote bad bytes with ``repr``); longest first, so no form is cut by a shorter."""
+    forms: set[str] = set()
+    for value in values:
+        if len(value) < REDACT_MIN_CHARS:
+            continue
+        forms.update(
+            (value, json.dumps(value)[1:-1], repr(value)[1:-1], repr(value.encode())[2:-1])
+        )
+    return sorted(forms, key=len, reverse=True)
+
+
+def _cut_prefix(text: str, end: int, secret: str) -> int:
+    """Length of the longest head of ``secret`` (at least ``REDACT_MIN_CHARS``) that ends
+    ``text[:end]``: what is left of a secret that a detail was cut through."""
+    for size in range(min(len(secret) - 1, end), REDACT_MIN_CHARS - 1, -1):
+        if text.startswith(secret[:size], end - size):
+            return size
+    return 0
+
+
+def redact(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every header value in ``secrets`` replaced by ``[redacted]``.
+
+    Also the head of a value where a detail was cut short, at an ellipsis or at the very end
+    (an error body is quoted up to a byte count, which can fall inside a value).
+    """
+    forms = _secret_forms(secrets)
+    if not forms or not text:
+        return text
+    for form in forms:
+        text = text.replace(form, REDACTED)
+    cuts = [i for i, char in enumerate(text) if char == ELLIPSIS] + [len(text)]
+    for end in reversed(cuts):  # from the end: a replacement moves nothing still to check
+        for form in forms:
+            size = _cut_prefix(text, end, form)
+            if size:
+                text = text[: end - size] + REDACTED + text[end:]
+                break
+    return text
+
+
+def redact_result(result: ProbeResult, target: Target) -> ProbeResult:
+    """``result`` with its detail scrubbed of ``target``'s header values."""
+    detail = redact(result.detail, list(target.header_values().values()))
+    return result if detail == result.detail else dataclasses.replace(result, detail=detail)
 
 
 @dataclass(eq=False)
@@ -68,8 +128,9 @@ class TargetPlan:
 
 
 def _setup_error(index: int, target: Target, err: Exception) -> TargetSetupError:
-    """The one line for a client that could not be built."""
-    reason = _SSL_SOURCE.sub("", str(err)) or type(err).__name__
+    """The one line for a client that could not be built, scrubbed of header values."""
+    secrets = list(target.header_values().values())
+    reason = redact(_SSL_SOURCE.sub("", str(err)) or type(err).__name__, secrets)
     ca_file = target.tls.ca_file
     if isinstance(err, ssl.SSLError | OSError) and ca_file is not None:
         return TargetSetupError(
@@ -152,7 +213,7 @@ class ProbeRunner:
         slot.in_flight += 1
         try:
             async with slot.limit:
-                return await self._guarded(slot.client, spec)
+                return redact_result(await self._guarded(slot.client, spec), slot.target)
         finally:
             slot.in_flight -= 1
             if slot.retired and slot.in_flight == 0:
@@ -185,6 +246,7 @@ class ProbeRunner:
 
         async def one(slot: _TargetSlot) -> None:
             fields = {"target": slot.target.name, "url": slot.target.url}
+            secrets = list(slot.target.header_values().values())
             try:
                 info = await slot.client.version(timeout=limit)
             except TimeoutError:
@@ -196,12 +258,12 @@ class ProbeRunner:
                 log.warning(
                     "target not reachable at start-up",
                     extra={"fields": {**fields, "reason": err.reason.value,
-                                      "detail": shorten(err.detail)}},
+                                      "detail": shorten(redact(err.detail, secrets))}},
                 )  # fmt: skip
             except Exception as err:  # start-up must go on whatever a target does
                 log.warning(
                     "target not reachable at start-up",
-                    extra={"fields": {**fields, "detail": shorten(repr(err))}},
+                    extra={"fields": {**fields, "detail": shorten(redact(repr(err), secrets))}},
                 )
             else:
                 version = {"ollama_version": info.version}
