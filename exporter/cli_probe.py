@@ -24,7 +24,7 @@ from exporter.ollama.client import OllamaClient
 from exporter.probe import run_probe
 from exporter.report import result_dict
 from exporter.result import ProbeResult
-from exporter.runner import redact_result
+from exporter.runner import SIMULATOR_WARNING, redact_result
 
 PROFILE_NAME = "cli"
 SECRET_PREFIXES = ("env", "file")
@@ -145,13 +145,15 @@ def probe_settings(args: argparse.Namespace) -> Settings:
 async def probe_once(spec: JobSpec) -> ProbeResult:
     """Warm the client with ``/api/version`` (errors ignored: the probe reports them), probe.
 
-    The result's detail is scrubbed of the header values, as the daemon's are: a server may
-    quote them.
+    A target that turns out to be the exporter's own simulator gets the daemon's warning on
+    stderr: its numbers are synthetic, which whoever reads them should know. The result's
+    detail is scrubbed of the header values, as the daemon's are: a server may quote them.
     """
     client = OllamaClient(spec.target)
     try:
         with contextlib.suppress(Exception):
-            await client.version()
+            if (await client.version()).is_simulator:
+                print(f"warning: {SIMULATOR_WARNING}", file=sys.stderr)
         return redact_result(await run_probe(client, spec, SystemClock()), spec.target)
     finally:
         await client.aclose()

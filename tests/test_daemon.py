@@ -8,6 +8,7 @@ config), many reloads while probes stream, and a stop during the start-up warm-u
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -27,10 +28,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import runner as runner_module
+from exporter.cli import parse_args
+from exporter.cli_probe import probe_once, probe_settings
 from exporter.config import load_settings
 from exporter.daemon import Daemon, StartupError
 from exporter.ollama.client import OllamaClient
 from exporter.simulator import Fault, ModelScript, OllamaSimulator
+from tests.hostile.server import HostileServer, healthy
 from tests.support.processes import http_get
 
 SCRIPTS = {
@@ -462,3 +466,35 @@ async def test_fifty_reloads_while_twenty_probes_stream(
     expected = ("probe run skipped", runner_module.SIMULATOR_WARNING)
     bad = [r for r in caplog.records if r.levelno >= logging.WARNING and not r.getMessage().startswith(expected)]  # fmt: skip
     assert not bad, [(r.levelname, r.getMessage(), getattr(r, "fields", None)) for r in bad]
+
+
+# --- the simulator warning, in the daemon and in `probe` ------------------------------------
+
+
+async def test_probe_warns_about_the_simulator_as_the_daemon_does(
+    running: Running, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Numbers from the simulator are synthetic: the daemon logs it at start-up, and
+    ``probe`` prints the same sentence on stderr (stdout stays the result alone)."""
+    settings = probe_settings(probe_args(running.sim.url, "good:1b"))
+    capsys.readouterr()
+    result = await probe_once(settings.jobs()[0])
+    assert result.success, result.detail
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"warning: {runner_module.SIMULATOR_WARNING}\n"
+    started = [r.getMessage() for r in caplog.get_records("setup")]  # the daemon's start-up
+    assert runner_module.SIMULATOR_WARNING in started
+
+
+async def test_probe_says_nothing_about_a_real_server(capsys: pytest.CaptureFixture[str]) -> None:
+    with HostileServer(healthy) as server:
+        settings = probe_settings(probe_args(server.url, "m"))
+        result = await probe_once(settings.jobs()[0])
+    assert result.success, result.detail
+    assert capsys.readouterr().err == ""
+
+
+def probe_args(url: str, model: str) -> argparse.Namespace:
+    """The ``probe`` command's flags, with its defaults, as the command line parses them."""
+    return parse_args(["probe", "--url", url, "--model", model, "--max-tokens", "4"])
