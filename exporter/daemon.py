@@ -186,7 +186,7 @@ class Daemon:
         config cannot be put to work (nothing is left running then)."""
         self._loop = asyncio.get_running_loop()
         try:
-            jobs = self._apply(self.settings)
+            self._apply(self.settings)
         except TargetSetupError as err:
             await self._runner.aclose()  # the clients built before the failure
             self.web.close()  # bound on construction: give the port back
@@ -207,7 +207,9 @@ class Daemon:
             # Everything imported and allocated so far lives for good: freezing it shortens
             # the collector's pauses, which would otherwise land inside probe timings.
             gc.freeze()
-            self._scheduler.start(jobs)
+            # The jobs of the config as it is now: a SIGHUP during the warm-up may have
+            # replaced the one the process started with.
+            self._scheduler.start(self.settings.jobs())
             if self._on_ready is not None:
                 self._on_ready(self.url)
             await self._stop.wait()

@@ -436,7 +436,7 @@ async def test_fifty_reloads_while_twenty_probes_stream(
             return sum(sim.model_state(m).running for m in scripts)
 
         await wait_until(lambda: in_flight() >= 15)
-        peak = 0
+        peak = in_flight()
         _, previous = walk(daemon.registry)
         started = time.monotonic()
         with scraping(url + "/metrics") as statuses:
@@ -498,3 +498,50 @@ async def test_probe_says_nothing_about_a_real_server(capsys: pytest.CaptureFixt
 def probe_args(url: str, model: str) -> argparse.Namespace:
     """The ``probe`` command's flags, with its defaults, as the command line parses them."""
     return parse_args(["probe", "--url", url, "--model", model, "--max-tokens", "4"])
+
+
+async def test_reload_during_warm_up_is_what_the_scheduler_starts_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGHUP while the warm-up waits: the first probes are those of the reloaded config,
+    not of the one the process started with. The target answers its ``/api/version`` only
+    once the reload is done, so the reload is certain to land inside the warm-up."""
+    monkeypatch.setattr(runner_module, "WARM_UP_TIMEOUT_S", 3600.0)
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.set()
+        await reader.readuntil(b"\r\n\r\n")
+        await answer.wait()
+        body = b'{"version":"0.15.6"}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(held, "127.0.0.1", 0)
+    held_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, OllamaSimulator(SCRIPTS) as sim:
+        config = tmp_path / "config.yml"
+        config.write_text(config_text(held_url, ["broken:1b"]))
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        daemon = Daemon(
+            load_settings(config, {}), listen=("127.0.0.1", 0), config_path=config,
+            environ={}, on_ready=ready.set_result,
+        )  # fmt: skip
+        task = asyncio.create_task(daemon.run())
+        try:
+            await asyncio.wait_for(asyncio.shield(asked.wait()), 20)
+            config.write_text(config_text(sim.url, ["good:1b"]))
+            ok, message = await daemon.reload()
+            assert ok, message
+            answer.set()  # the old target's version request is answered (or was cancelled)
+            await asyncio.wait_for(asyncio.shield(ready), 20)
+            assert job_ids(daemon) == {"sim/good:1b/short"}
+            await wait_until(
+                lambda: (
+                    daemon.registry.get_sample_value("ollama_probe_success", job("good:1b")) == 1.0
+                )
+            )
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 20)
