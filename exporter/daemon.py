@@ -97,8 +97,8 @@ class Daemon:
         from ``adopt`` on, nothing raises, so no reload is ever half-applied. No ``await``
         in between either: two reloads cannot interleave.
         """
-        plan = self._runner.prepare(settings.targets)
         jobs = settings.jobs()
+        plan = self._runner.prepare(settings.targets)
         self._runner.adopt(plan)
         self._recorder.sync_jobs(spec.key for spec in jobs)
         old = self._results
