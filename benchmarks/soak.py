@@ -6,15 +6,16 @@ truncate, stall, answer 503, 500 or malformed lines. Three hostile targets of th
 benchmark's own add what the simulator does not do: a gzip body, a 1 MiB error line, and a
 server that never answers. Every ``--sample-every`` seconds it samples the daemon's
 resident memory, open file descriptors (``/proc/PID/fd``) and threads (``/proc/PID/status``),
-and how long one scrape of ``/metrics`` takes, then prints a table and the first, settled,
-last and largest figure of each with a verdict: "flat", or how much it grew.
+and how long one scrape of ``/metrics`` takes, then prints a table and the first, last and
+largest figure of each with a verdict: "flat", or how much it grew.
 
     python -m benchmarks.soak --minutes 20 [--sample-every 30]
 
-Descriptors and threads move with the probes in flight at the moment of a sample (each holds
-a socket), so they are judged with a small tolerance. All three are judged from the first
-sample after two minutes (a quarter of a short run): until then caches, histogram buckets and
-the allocator's arenas fill once, which is growth but not a leak. Linux only (``/proc``).
+Descriptors and memory move with the probes in flight at the moment of a sample (each holds
+a socket and its buffers), so the verdict compares floors: the least value seen in the
+earlier and in the later half of the run, after a warm-up of two minutes (a quarter of a
+short run) in which caches, histogram buckets and the allocator's arenas fill once. A leak
+raises the floor; probes in flight do not. Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ SIM_MODELS: dict[str, ModelScript] = {
 PROFILES = ("generate", "chat")  # every model probed through both APIs
 HOSTILE_PATHS = ("gzip", "huge-error", "silent")
 HUGE_ERROR_BYTES = 1024 * 1024
-# Tolerances of the verdict: descriptors and threads move with the probes in flight.
-FD_SLACK = 6
-THREAD_SLACK = 2
-RSS_SLACK = 0.05  # of the first sample
-RSS_SLACK_MIB = 4.0
+# How far the floor of the later half may sit above that of the earlier half and still be
+# "flat": a descriptor or thread held by something slow to close at that moment, a few
+# pages the allocator has not given back.
+FD_SLACK = 2
+THREAD_SLACK = 1
+RSS_SLACK_MIB = 2.0
 SETTLE_S = 120.0
 
 
@@ -190,48 +192,59 @@ def print_row(sample: Sample, out: TextIO) -> None:
     )
 
 
-def verdict(first: float, last: float, slack: float, unit: str, minutes: float) -> str:
-    growth = last - first
+def verdict(early: float, late: float, slack: float, unit: str, minutes: float) -> str:
+    growth = late - early
     if growth <= slack:
         return "flat"
     per_hour = growth / minutes * 60 if minutes > 0 else float("nan")
-    return f"grew by {growth:.1f} {unit} ({per_hour:.1f} {unit}/hour)"
+    return f"grew by {growth:.1f} {unit} (about {per_hour:.1f} {unit}/hour)"
 
 
-def settled(samples: Sequence[Sample]) -> Sample:
-    """The first sample past the warm-up (``SETTLE_S``, at most a quarter of the run): the
-    first minutes fill caches, histogram buckets and the allocator's arenas for good."""
+def halves(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """The samples past the warm-up (``SETTLE_S``, at most a quarter of the run), split in
+    an earlier and a later half (one sample can be both). The first minutes fill caches,
+    histogram buckets and the allocator's arenas once: growth, but not a leak."""
     settle = min(SETTLE_S, samples[-1].elapsed_s / 4)
-    return next(s for s in samples if s.elapsed_s >= settle)
+    after = [s for s in samples if s.elapsed_s >= settle]
+    middle = len(after) // 2
+    return after[: max(middle, 1)], after[middle:]
 
 
 def summary(report: Report) -> list[str]:
-    """First, settled, last and largest figure of each measure; the verdict compares the
-    last with the settled one."""
+    """First, last and largest figure of each measure, and its floor (the least value seen)
+    in each half of the settled run; the verdict compares the two floors.
+
+    A floor, not a single sample: every probe in flight holds a socket and some memory, so
+    one sample can catch 0 or 16 of them; a leak is what is still held when none is."""
     samples = report.samples
-    first, base, last = samples[0], settled(samples), samples[-1]
-    minutes = (last.elapsed_s - base.elapsed_s) / 60
-    rss_slack = max(base.rss_mib * RSS_SLACK, RSS_SLACK_MIB)
+    first, last = samples[0], samples[-1]
+    early, late = halves(samples)
+    minutes = (late[-1].elapsed_s - early[0].elapsed_s) / 60
     rows = [
-        ("RSS MiB", "rss_mib", rss_slack, "MiB"),
+        ("RSS MiB", "rss_mib", RSS_SLACK_MIB, "MiB"),
         ("open fds", "fds", FD_SLACK, "fds"),
         ("threads", "threads", THREAD_SLACK, "threads"),
     ]
+
+    def span(part: list[Sample]) -> str:
+        return f"{part[0].elapsed_s / 60:.0f}-{part[-1].elapsed_s / 60:.0f}m"
+
     lines = [
-        f"{'':10} {'first':>8} {f'at {base.elapsed_s / 60:.1f}m':>8} {'last':>8} {'max':>8}"
-        "  verdict (last against the settled sample)"
+        f"{'':10} {'first':>8} {'last':>8} {'max':>8}  {'floor ' + span(early):>14} "
+        f"{'floor ' + span(late):>14}  verdict"
     ]
     for label, attr, slack, unit in rows:
         values = [getattr(s, attr) for s in samples]
-        judged = verdict(getattr(base, attr), values[-1], slack, unit, minutes)
+        floors = [min(getattr(s, attr) for s in part) for part in (early, late)]
+        judged = verdict(floors[0], floors[1], slack, unit, minutes)
         lines.append(
-            f"{label:10} {values[0]:8.1f} {getattr(base, attr):8.1f} {values[-1]:8.1f} "
-            f"{max(values):8.1f}  {judged}"
+            f"{label:10} {values[0]:8.1f} {values[-1]:8.1f} {max(values):8.1f}  "
+            f"{floors[0]:14.1f} {floors[1]:14.1f}  {judged}"
         )
     scrapes = sorted(s.scrape_ms for s in samples)
     lines.append(
-        f"{'scrape ms':10} {first.scrape_ms:8.1f} {base.scrape_ms:8.1f} {last.scrape_ms:8.1f} "
-        f"{scrapes[-1]:8.1f}  median {scrapes[len(scrapes) // 2]:.1f}"
+        f"{'scrape ms':10} {first.scrape_ms:8.1f} {last.scrape_ms:8.1f} {scrapes[-1]:8.1f}  "
+        f"median {scrapes[len(scrapes) // 2]:.1f}"
     )
     rate = (last.runs - first.runs) / max(last.elapsed_s - first.elapsed_s, 1e-9)
     lines.append(
