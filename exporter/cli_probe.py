@@ -23,6 +23,7 @@ from exporter.config.values import DEFAULT_OPTIONS
 from exporter.ollama.client import OllamaClient
 from exporter.report import result_dict, stream_dicts
 from exporter.result import ProbeResult
+from exporter.runner import SIMULATOR_WARNING, redact_result
 from exporter.workload import run_streams
 
 PROFILE_NAME = "cli"
@@ -150,12 +151,18 @@ def probe_settings(args: argparse.Namespace) -> Settings:
 
 async def probe_once(spec: JobSpec) -> ProbeResult:
     """Warm the client with ``/api/version`` (errors ignored: the probe reports them), then
-    send the profile's ``parallel`` streams (one by default)."""
+    send the profile's ``parallel`` streams (one by default).
+
+    A target that turns out to be the exporter's own simulator gets the daemon's warning on
+    stderr: its numbers are synthetic, which whoever reads them should know. The result's
+    detail is scrubbed of the header values, as the daemon's are: a server may quote them.
+    """
     client = OllamaClient(spec.target)
     try:
         with contextlib.suppress(Exception):
-            await client.version()
-        return await run_streams(client, spec, SystemClock())
+            if (await client.version()).is_simulator:
+                print(f"warning: {SIMULATOR_WARNING}", file=sys.stderr)
+        return redact_result(await run_streams(client, spec, SystemClock()), spec.target)
     finally:
         await client.aclose()
 

@@ -1,8 +1,18 @@
 """The long-running exporter: settings → scheduler → probe → recorder → HTTP, wired once.
 
 Owns the lifecycle around those rooms: start-up (web server, warm-up, first probes), config
-reload (validate first, then swap; a bad config never replaces a good one), the latest result
-per job for the landing page, one log line per failed probe, and a graceful stop.
+reload, the latest result per job for the landing page, one log line per failed probe, and a
+graceful stop.
+
+A reload is all or nothing. The new config is validated, then everything it needs that can
+fail is built (the clients of new and changed targets: a CA file can be a valid path and
+still not a CA bundle), and only then is anything swapped. A refused reload leaves the old
+config, jobs, clients and series exactly as they were, closes what it had built, and says
+why in one line. The same failure at start-up ends the process with that line and exit
+status 1, as an invalid config does.
+
+A stop can arrive at any time, also while the start-up warm-up waits on a target that
+never answers: it is raced against the warm-up, so the process exits at once.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -21,13 +32,18 @@ from exporter.config import ConfigError, JobSpec, Settings, load_settings
 from exporter.recorder import ExporterMetrics, Recorder, new_registry
 from exporter.report import log_fields
 from exporter.result import JobKey, ProbeResult
-from exporter.runner import ProbeRunner
+from exporter.runner import ProbeRunner, TargetSetupError
 from exporter.scheduler import ProbeScheduler
 from exporter.web import WebHooks, WebServer, make_app
 
 log = logging.getLogger(__name__)
 
 RELOAD_WAIT_S = 30.0
+EXIT_START_FAILED = 1
+
+
+class StartupError(Exception):
+    """The daemon cannot start with its config: one line for the operator, no traceback."""
 
 
 class Daemon:
@@ -75,9 +91,15 @@ class Daemon:
         return self.web.local_url
 
     def _apply(self, settings: Settings) -> list[JobSpec]:
-        """Make ``settings`` current everywhere but in the scheduler; return its jobs."""
+        """Make ``settings`` current everywhere but in the scheduler; return its jobs.
+
+        Everything that can fail is built first (``TargetSetupError``, and nothing changed);
+        from ``adopt`` on, nothing raises, so no reload is ever half-applied. No ``await``
+        in between either: two reloads cannot interleave.
+        """
         jobs = settings.jobs()
-        self._runner.configure(settings.targets)
+        plan = self._runner.prepare(settings.targets)
+        self._runner.adopt(plan)
         self._recorder.sync_jobs(spec.key for spec in jobs)
         old = self._results
         self._results = MappingProxyType({s.key: old.get(s.key) for s in jobs})
@@ -110,7 +132,12 @@ class Daemon:
             for problem in err.problems:
                 log.error("config reload refused: %s", problem)
             return False, "reload refused, previous config kept:\n" + str(err)
-        jobs = self._apply(settings)
+        try:
+            jobs = self._apply(settings)
+        except TargetSetupError as err:
+            self._self_metrics.config_loaded(False, self._clock.time())
+            log.error("config reload refused: %s", err)
+            return False, f"reload refused, previous config kept:\n{err}"
         self._scheduler.replace_jobs(jobs)
         log.info("config reloaded", extra={"fields": {"jobs": len(jobs)}})
         return True, f"reloaded: {len(jobs)} jobs"
@@ -143,24 +170,46 @@ class Daemon:
         task.add_done_callback(self._reloads.discard)
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        jobs = self._apply(self.settings)
-        self._install_signals(self._loop)
-        self.web.start()
-        fields = {
-            "address": self.web.url,
-            "tls": self.web.tls,
-            "basic_auth": self.web.basic_auth,
-            "lifecycle": self._enable_lifecycle,
-            "version": __version__,
-        }
-        log.info("listening", extra={"fields": fields})
+        """Serve until stopped; the command line's entry point.
+
+        A start-up failure (``StartupError``) becomes its one line on stderr and exit status
+        1, like an invalid config, instead of a traceback.
+        """
         try:
-            await self._runner.warm_up()
+            await self.serve()
+        except StartupError as err:
+            print(err, file=sys.stderr)
+            raise SystemExit(EXIT_START_FAILED) from None
+
+    async def serve(self) -> None:
+        """Start, serve until ``stop()`` or a signal, shut down; ``StartupError`` if the
+        config cannot be put to work (nothing is left running then)."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._apply(self.settings)
+        except TargetSetupError as err:
+            await self._runner.aclose()  # the clients built before the failure
+            self.web.close()  # bound on construction: give the port back
+            raise StartupError(str(err)) from None
+        self._install_signals(self._loop)
+        try:
+            self.web.start()
+            fields = {
+                "address": self.web.url,
+                "tls": self.web.tls,
+                "basic_auth": self.web.basic_auth,
+                "lifecycle": self._enable_lifecycle,
+                "version": __version__,
+            }
+            log.info("listening", extra={"fields": fields})
+            if not await self._warm_up_unless_stopped():
+                return
             # Everything imported and allocated so far lives for good: freezing it shortens
             # the collector's pauses, which would otherwise land inside probe timings.
             gc.freeze()
-            self._scheduler.start(jobs)
+            # The jobs of the config as it is now: a SIGHUP during the warm-up may have
+            # replaced the one the process started with.
+            self._scheduler.start(self.settings.jobs())
             if self._on_ready is not None:
                 self._on_ready(self.url)
             await self._stop.wait()
@@ -170,3 +219,21 @@ class Daemon:
             await self._runner.aclose()
             self.web.close()
             self._remove_signals(self._loop)
+
+    async def _warm_up_unless_stopped(self) -> bool:
+        """Warm up, unless a stop comes first (then cancel it); whether to go on.
+
+        The warm-up is bounded, but by seconds: a SIGTERM during it must not wait for a
+        target that never answers.
+        """
+        warm_up = asyncio.ensure_future(self._runner.warm_up())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({warm_up, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (warm_up, stopped):
+                task.cancel()
+            # wait(), not await: a cancelled warm-up is expected, a cancel of our own is not
+            # to be swallowed.
+            await asyncio.wait({warm_up, stopped})
+        return not self._stop.is_set()

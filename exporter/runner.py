@@ -7,23 +7,37 @@ Every run also runs under a safety deadline a little past its ``timeout``, so ev
 a bug in the prober cannot wedge a job (APScheduler has no job timeout; with
 ``max_instances=1`` a hung run would block its job forever).
 
-On reload, targets whose settings did not change keep their client; a client whose target
-changed or left the config is closed once its last in-flight probe has finished. Closing
-never raises and never waits without a bound: a client that cannot close in time is left to
-the garbage collector rather than holding up a reload or a shutdown.
+A new target list is adopted in two steps, so that a reload is all or nothing: ``prepare``
+builds the clients of new and changed targets without touching the current ones (a CA file
+that is not a valid bundle only fails here, although the config accepted its path), and
+``adopt`` swaps them in. If any client cannot be built, ``prepare`` closes those it built and
+raises ``TargetSetupError``; the running targets never saw a thing. Targets whose settings
+did not change keep their client; a client whose target changed or left the config is closed
+once its last in-flight probe has finished. Closing never raises and never waits without a
+bound: a client that cannot close in time is left to the garbage collector rather than
+holding up a reload or a shutdown.
+
+A server may echo what it was sent (an error body quoting the request's headers, a proxy's
+diagnostic page), and that text reaches logs, the landing page and ``probe`` output as a
+failure's detail. Every detail is therefore scrubbed of the target's header values
+(``redact``) before it leaves this module or the ``probe`` command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
-from collections.abc import Sequence
+import re
+import ssl
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from exporter.clock import Clock
 from exporter.config import JobSpec, Target
 from exporter.ollama.client import OllamaClient, TransportFailure
-from exporter.result import ProbeResult, Reason, shorten
+from exporter.result import ELLIPSIS, ProbeResult, Reason, shorten
 from exporter.workload import inventory_timeout, run_job
 
 log = logging.getLogger(__name__)
@@ -34,6 +48,68 @@ SAFETY_MARGIN_S = 5.0
 # (or a SIGTERM that arrives meanwhile).
 WARM_UP_TIMEOUT_S = 3.0
 CLOSE_TIMEOUT_S = 5.0
+SIMULATOR_WARNING = (
+    "target is the ollama-probe-exporter simulator, not Ollama: its numbers are synthetic"
+)
+REDACTED = "[redacted]"
+# Shorter header values are not scrubbed from details: they cannot be secrets worth the
+# name (``X-Debug: 1``), and replacing every "1" would garble the text.
+REDACT_MIN_CHARS = 4
+_SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)$")
+
+
+class TargetSetupError(Exception):
+    """A target's client could not be built: one line naming the config key, like a config
+    error (``targets[1].tls.ca_file: …``)."""
+
+
+def _secret_forms(values: Collection[str]) -> list[str]:
+    """Each value as it may be quoted back: as is, JSON-escaped, as a Python str or bytes repr
+    (details quote bad bytes with ``repr``); longest first, so no form is cut by a shorter."""
+    forms: set[str] = set()
+    for value in values:
+        if len(value) < REDACT_MIN_CHARS:
+            continue
+        forms.update(
+            (value, json.dumps(value)[1:-1], repr(value)[1:-1], repr(value.encode())[2:-1])
+        )
+    return sorted(forms, key=len, reverse=True)
+
+
+def _cut_prefix(text: str, end: int, secret: str) -> int:
+    """Length of the longest head of ``secret`` (at least ``REDACT_MIN_CHARS``) that ends
+    ``text[:end]``: what is left of a secret that a detail was cut through."""
+    for size in range(min(len(secret) - 1, end), REDACT_MIN_CHARS - 1, -1):
+        if text.startswith(secret[:size], end - size):
+            return size
+    return 0
+
+
+def redact(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every header value in ``secrets`` replaced by ``[redacted]``.
+
+    Also the head of a value where a detail was cut short, at an ellipsis or at the very end
+    (an error body is quoted up to a byte count, which can fall inside a value).
+    """
+    forms = _secret_forms(secrets)
+    if not forms or not text:
+        return text
+    for form in forms:
+        text = text.replace(form, REDACTED)
+    cuts = [i for i, char in enumerate(text) if char == ELLIPSIS] + [len(text)]
+    for end in reversed(cuts):  # from the end: a replacement moves nothing still to check
+        for form in forms:
+            size = _cut_prefix(text, end, form)
+            if size:
+                text = text[: end - size] + REDACTED + text[end:]
+                break
+    return text
+
+
+def redact_result(result: ProbeResult, target: Target) -> ProbeResult:
+    """``result`` with its detail scrubbed of ``target``'s header values."""
+    detail = redact(result.detail, list(target.header_values().values()))
+    return result if detail == result.detail else dataclasses.replace(result, detail=detail)
 
 
 @dataclass(eq=False)
@@ -43,6 +119,27 @@ class _TargetSlot:
     limit: asyncio.Semaphore
     in_flight: int = 0
     retired: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class TargetPlan:
+    """A target list ready to adopt: a slot per target, the new ones already built."""
+
+    slots: Mapping[str, _TargetSlot]
+
+
+def _setup_error(index: int, target: Target, err: Exception) -> TargetSetupError:
+    """The one line for a client that could not be built, scrubbed of header values."""
+    secrets = list(target.header_values().values())
+    reason = redact(_SSL_SOURCE.sub("", str(err)) or type(err).__name__, secrets)
+    ca_file = target.tls.ca_file
+    if isinstance(err, ssl.SSLError | OSError) and ca_file is not None:
+        return TargetSetupError(
+            f"targets[{index}].tls.ca_file: {ca_file}: not a usable CA bundle: {reason}"
+        )
+    return TargetSetupError(
+        f"targets[{index}] ({target.name}): cannot set up its HTTP client: {reason}"
+    )
 
 
 async def _close_quietly(client: OllamaClient) -> None:
@@ -65,22 +162,41 @@ class ProbeRunner:
         self._closers: set[asyncio.Task[None]] = set()
 
     def configure(self, targets: Sequence[Target]) -> None:
-        """Adopt a new target list, reusing the clients of unchanged targets."""
-        old = self._slots
-        self._slots = {}
-        for target in targets:
-            slot = old.pop(target.name, None)
+        """Adopt a new target list, reusing the clients of unchanged targets.
+
+        ``TargetSetupError`` if a client cannot be built; nothing changed then.
+        """
+        self.adopt(self.prepare(targets))
+
+    def prepare(self, targets: Sequence[Target]) -> TargetPlan:
+        """Build what ``targets`` need beyond the current clients; change nothing current.
+
+        Call on the event loop. On failure the clients built so far are closed (in the
+        background, awaited by ``aclose``) and ``TargetSetupError`` names the target's key.
+        """
+        slots: dict[str, _TargetSlot] = {}
+        built: list[_TargetSlot] = []
+        for index, target in enumerate(targets):
+            slot = self._slots.get(target.name)
             if slot is None or slot.target != target:
-                if slot is not None:
-                    self._retire(slot)
-                slot = _TargetSlot(
-                    target,
-                    OllamaClient(target, clock=self._clock),
-                    asyncio.Semaphore(target.concurrency),
-                )
-            self._slots[target.name] = slot
-        for slot in old.values():
-            self._retire(slot)
+                try:
+                    client = OllamaClient(target, clock=self._clock)
+                except Exception as err:
+                    for done in built:
+                        self._close_later(done.client)
+                    raise _setup_error(index, target, err) from None
+                slot = _TargetSlot(target, client, asyncio.Semaphore(target.concurrency))
+                built.append(slot)
+            slots[target.name] = slot
+        return TargetPlan(slots)
+
+    def adopt(self, plan: TargetPlan) -> None:
+        """Make ``plan`` current; retire the clients it does not keep. Never fails."""
+        kept = {id(slot) for slot in plan.slots.values()}
+        for slot in self._slots.values():
+            if id(slot) not in kept:
+                self._retire(slot)
+        self._slots = dict(plan.slots)
 
     def _retire(self, slot: _TargetSlot) -> None:
         slot.retired = True
@@ -98,7 +214,7 @@ class ProbeRunner:
         slot.in_flight += 1
         try:
             async with slot.limit:
-                return await self._guarded(slot.client, spec)
+                return redact_result(await self._guarded(slot.client, spec), slot.target)
         finally:
             slot.in_flight -= 1
             if slot.retired and slot.in_flight == 0:
@@ -128,12 +244,13 @@ class ProbeRunner:
         The first request through a fresh client pays for imports and setup (tens of ms);
         paying it here keeps it out of the first probe's TTFT. It also logs what each target
         runs, that it is the exporter's own simulator rather than Ollama, or that it is
-        unreachable. It never raises.
+        unreachable. It never raises; cancelled (a stop during start-up), it stops at once.
         """
         limit = WARM_UP_TIMEOUT_S if timeout is None else timeout
 
         async def one(slot: _TargetSlot) -> None:
             fields = {"target": slot.target.name, "url": slot.target.url}
+            secrets = list(slot.target.header_values().values())
             try:
                 info = await slot.client.version(timeout=limit)
             except TimeoutError:
@@ -145,12 +262,12 @@ class ProbeRunner:
                 log.warning(
                     "target not reachable at start-up",
                     extra={"fields": {**fields, "reason": err.reason.value,
-                                      "detail": shorten(err.detail)}},
+                                      "detail": shorten(redact(err.detail, secrets))}},
                 )  # fmt: skip
             except Exception as err:  # start-up must go on whatever a target does
                 log.warning(
                     "target not reachable at start-up",
-                    extra={"fields": {**fields, "detail": shorten(repr(err))}},
+                    extra={"fields": {**fields, "detail": shorten(redact(repr(err), secrets))}},
                 )
             else:
                 version = {"ollama_version": info.version}
@@ -158,11 +275,7 @@ class ProbeRunner:
                     version["server"] = info.server
                 log.info("target reachable", extra={"fields": {**fields, **version}})
                 if info.is_simulator:
-                    log.warning(
-                        "target is the ollama-probe-exporter simulator, not Ollama: its "
-                        "numbers are synthetic",
-                        extra={"fields": {**fields, **version}},
-                    )
+                    log.warning(SIMULATOR_WARNING, extra={"fields": {**fields, **version}})
 
         await asyncio.gather(*(one(slot) for slot in self._slots.values()))
 
