@@ -32,7 +32,7 @@ from exporter import __version__
 from exporter.clock import Clock, SystemClock
 from exporter.config import Target
 from exporter.config.models import MAX_PARALLEL
-from exporter.ollama.errors import classify_status
+from exporter.ollama.errors import ERROR_BODY_LIMIT, classify_status
 from exporter.ollama.network import AsyncioBackend, WireLog, recording
 from exporter.result import Reason, shorten
 
@@ -250,9 +250,10 @@ class OllamaClient:
             encoding = response.refused_encoding
             if encoding is not None:
                 raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
-            body = await response.read_limited(PS_BODY_LIMIT + 1)
-            if response.status != 200:
+            if response.status != 200:  # an error body is read as little as a probe's is
+                body = await response.read_limited(ERROR_BODY_LIMIT)
                 raise TransportFailure(*classify_status(response.status, body))
+            body = await response.read_limited(PS_BODY_LIMIT + 1)
         if len(body) > PS_BODY_LIMIT:
             raise TransportFailure(Reason.INVALID_RESPONSE, f"over {PS_BODY_LIMIT} bytes")
         return body
