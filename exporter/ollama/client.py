@@ -129,6 +129,8 @@ def _default_tls() -> ssl.SSLContext:
 
 
 def _ssl_verify(target: Target) -> ssl.SSLContext | bool:
+    if target.url.startswith("http://"):
+        return _default_tls()  # no TLS at all: the tls settings are ignored, as config says
     if target.tls.insecure_skip_verify:
         return False
     if target.tls.ca_file is not None:

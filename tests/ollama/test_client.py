@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -136,5 +137,17 @@ def test_clients_share_one_default_tls_context() -> None:
 
     shared = context("http://127.0.0.1:9")
     assert context("https://127.0.0.1:10") is shared
-    assert context("http://127.0.0.1:11", tls={"insecure_skip_verify": True}) is not shared
+    assert context("https://127.0.0.1:11", tls={"insecure_skip_verify": True}) is not shared
     assert shared.verify_mode is ssl.CERT_REQUIRED
+
+
+def test_plain_http_target_ignores_its_tls_settings(tmp_path: Path) -> None:
+    """An http:// target has no TLS: its ``tls`` settings are ignored (config warns), so a
+    CA file that is no bundle cannot stop its client from being built."""
+    not_a_bundle = tmp_path / "ca.pem"
+    not_a_bundle.write_text("not a certificate\n")
+    target = make_settings(
+        "http://127.0.0.1:9", ["m"], target={"tls": {"ca_file": str(not_a_bundle)}}
+    ).targets[0]
+    client = OllamaClient(target)
+    assert client.target is target
