@@ -116,6 +116,9 @@ class Daemon:
         if result.reason is not None:
             log.warning("probe failed", extra={"fields": log_fields(result)})
             return
+        if result.skipped is not None:  # deliberate (when: if_loaded), and every interval
+            log.debug("probe skipped", extra={"fields": log_fields(result)})
+            return
         log.debug("probe ok", extra={"fields": log_fields(result)})
         if result.tokens_from_chunks:
             log.debug(
