@@ -121,12 +121,11 @@ class TestColdLoad:
     async def test_a_loaded_model_answers_without_reloading(
         self, sim: OllamaSimulator, client
     ) -> None:
-        """Once loaded, the next request skips the load: its TTFT is far below the first's."""
+        """Once loaded, the next request skips the load: it reports no load wait."""
         sim.set_script("m:1b", COLD)
-        await generate(client)
-        await generate(client)
-        cold, warm = sim.requests[-2:]
-        assert ttft(warm) < ttft(cold) / 4
+        cold = (await generate(client)).json()
+        warm = (await generate(client)).json()
+        assert warm["load_duration"] < 0.1 * S <= cold["load_duration"]
         assert (await state(client))["loads"] == 1
 
     async def test_concurrent_requests_share_one_load(self, sim: OllamaSimulator, client) -> None:
@@ -208,16 +207,19 @@ class TestParallelSlots:
         first, second = sorted(sim.requests, key=ttft)
         assert first.done_write_ns is not None
         assert second.first_write_ns is not None
+        # so its TTFT holds the wait for the slot
         assert second.first_write_ns >= first.done_write_ns
-        generation = first.done_write_ns - first.received_ns
-        assert ttft(second) >= generation * 0.9
 
     async def test_no_limit_by_default(self, sim: OllamaSimulator, client) -> None:
         """Without num_parallel, concurrent requests generate side by side."""
         sim.set_script("m:1b", self.SLOW)
         await asyncio.gather(*(generate(client, stream=True) for _ in range(3)))
-        durations = [rec.done_write_ns - rec.received_ns for rec in sim.requests]  # type: ignore[operator]
-        assert max(ttft(rec) for rec in sim.requests) < min(durations) / 2
+        # No request waited for another's slot: each began before its own generation's
+        # length had passed (with one slot, the third would wait for two generations).
+        for rec in sim.requests:
+            assert rec.done_write_ns is not None
+            assert rec.first_write_ns is not None
+            assert ttft(rec) < rec.done_write_ns - rec.first_write_ns
 
     async def test_state_counts_running_and_queued(self, sim: OllamaSimulator, client) -> None:
         """While one request generates and another waits for its slot, the state says so."""
