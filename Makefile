@@ -56,7 +56,7 @@ pytest: install-test system-deps
 test: lint pytest ## install everything, lint, type-check and run the whole suite (CI)
 
 test-fast: install-test ## the edit loop: unit, simulator and config tests (no processes, no tools)
-	$(BIN)/pytest -q -m "not e2e and not deploy and not slow"
+	$(BIN)/pytest -q -n 3 -m "not e2e and not deploy and not slow"
 
 bench: install ## run the benchmarks and print their tables
 	$(BIN)/python -m benchmarks.accuracy
