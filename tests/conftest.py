@@ -5,6 +5,10 @@
 - ``slow``: a test that needs more than a couple of seconds: the hostile-server suite
   (``tests/hostile``, stress cases over loopback) and tests marked by hand.
 
+- ``timing``: a test whose assertions compare measured times (each against a baseline measured
+  in the same test). ``make test`` runs everything else on three workers, then these alone, so
+  its own workers are not the load they measure against.
+
 ``make test-fast`` runs ``-m "not e2e and not deploy and not slow"``; ``make test`` runs all.
 """
 
@@ -24,9 +28,20 @@ _FOLDER_MARKS = {
 }
 
 
+_TIMING_FILES = frozenset(
+    {
+        "integration/test_probe_accuracy.py",
+        "hostile/test_timing.py",
+        "simulator/test_timing.py",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        parts = Path(item.path).relative_to(TESTS).parts
-        mark = _FOLDER_MARKS.get(parts[0]) if len(parts) > 1 else None
+        path = Path(item.path).relative_to(TESTS)
+        mark = _FOLDER_MARKS.get(path.parts[0]) if len(path.parts) > 1 else None
         if mark is not None:
             item.add_marker(getattr(pytest.mark, mark))
+        if path.as_posix() in _TIMING_FILES:
+            item.add_marker(pytest.mark.timing)
