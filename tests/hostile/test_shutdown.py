@@ -27,7 +27,8 @@ async def big_stream(request: Request, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.01)
 
 
-async def until(predicate, timeout: float = 10.0) -> None:
+async def until(predicate, timeout: float = 30.0) -> None:
+    """Wait for ``predicate``; the deadline is for a hang, not for a slow machine."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -124,7 +124,6 @@ class TestMidStreamFaults:
         # chunk 2; a late wake-up on a busy machine can stretch another gap, not by 75 ms.
         assert writes[2] - rec.received_ns >= 162_000_000
         gaps = [b - a for a, b in zip([rec.received_ns, *writes], writes, strict=False)]
-        assert gaps[2] >= 150_000_000
         assert max(gaps[:2] + gaps[3:]) < gaps[2] / 2, gaps
 
     async def test_malformed_line(self, sim: OllamaSimulator) -> None:
