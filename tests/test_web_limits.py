@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.web import ServerLimits, WebHooks, WebServer, make_app
+from exporter.web.limits import MAX_HEAD_BYTES
 from tests.support.processes import http_get
 from tests.test_web import hooks
 
@@ -125,6 +126,43 @@ def test_slowloris_is_cut_off_although_it_keeps_sending(serve) -> None:
         stop.set()
         thread.join()
         drip.close()
+
+
+def exchange(web: WebServer, request: bytes) -> bytes:
+    """Send ``request`` whole, then read until the server closes (or resets) the connection."""
+    received = b""
+    with socket.create_connection((web.host, web.port), timeout=WAIT_S) as sock:
+        sock.sendall(request)
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:  # closed with some of the head unread
+            pass
+    return received
+
+
+def head(request_line: bytes, header_bytes: int) -> bytes:
+    """A request head: ``request_line``, then about ``header_bytes`` in 1 KB header lines."""
+    lines = [b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(header_bytes // 1014)]
+    return request_line + b"\r\n" + b"".join(lines) + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        head(b"GET /metrics HTTP/1.1", MAX_HEAD_BYTES + 10_000),
+        head(b"GET /" + b"a" * MAX_HEAD_BYTES + b" HTTP/1.1", 0),
+    ],
+    ids=["many-headers", "long-request-line"],
+)
+def test_head_over_the_byte_budget_is_431(serve, request_bytes: bytes) -> None:
+    """A head past MAX_HEAD_BYTES is answered 431, whether in many lines that each stay
+    within http.server's own per-line limit or in one long request line; a head just under
+    the budget is served as usual."""
+    web = serve(ServerLimits(max_connections=2))
+    assert exchange(web, request_bytes).startswith(b"HTTP/1.0 431 ")
+    under = head(b"GET /-/healthy HTTP/1.1", MAX_HEAD_BYTES - 10_000)
+    assert exchange(web, under).startswith(b"HTTP/1.0 200 ")
 
 
 def test_a_client_that_stops_reading_is_cut_off(serve) -> None:

@@ -5,7 +5,7 @@
 - ``config``: the ``--web.config.file`` format (exporter-toolkit's) and its validation;
 - ``source``: that file as of each connection, re-read when it changes;
 - ``auth``: basic auth (bcrypt, cached) and extra headers around every route;
-- ``limits``: the connection budget and the per-connection deadlines;
+- ``limits``: the connection budget, the per-connection deadlines and the head's byte budget;
 - ``server``: the threaded server (accept loop, TLS per connection) and its addresses.
 """
 

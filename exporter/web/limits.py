@@ -2,8 +2,8 @@
 
 The exporter shares one process, and one file-descriptor limit, with its probes. Idle, slow
 or hostile HTTP clients must be able to neither starve scrapes nor take the descriptors that
-probes need, so every connection holds a slot from a fixed budget and every read and write of
-it runs against a deadline.
+probes need, so every connection holds a slot from a fixed budget, every read and write of it
+runs against a deadline, and its request head is read up to a byte budget.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
 OWN_FDS = 3  # the listening socket and the wake-up socket pair
+# The request head, request line included, as in the simulator. http.server's own bounds
+# (64 KiB a line, 100 lines) let each connection send 6 MB of headers: some 45 MB of memory
+# once parsed.
+MAX_HEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class ServerLimits:
                 f"max_connections {self.max_connections} would leave too few of the process's "
                 f"{fd_limit} file descriptors for probes (at most {fd_limit // 2 - OWN_FDS})"
             )
+
+
+class HeadTooLarge(Exception):
+    """The request head did not end within ``MAX_HEAD_BYTES``."""
 
 
 def remaining(deadline: float, what: str) -> float:
@@ -112,13 +120,15 @@ class DeadlineIO(io.RawIOBase):
     """Socket I/O with deadlines: one for the whole request head, one for the whole response.
 
     A socket timeout alone restarts with every byte received, which is exactly what a
-    slowloris client exploits; here each read gets only what is left of the head's deadline.
+    slowloris client exploits; here each read gets only what is left of the head's deadline,
+    and of its ``MAX_HEAD_BYTES`` (``HeadTooLarge`` once they are spent).
     """
 
     def __init__(self, sock: socket.socket, head_deadline: float, write_timeout: float) -> None:
         super().__init__()
         self._sock = sock
         self._head_deadline: float | None = head_deadline
+        self._head_left = MAX_HEAD_BYTES
         self._write_timeout = write_timeout
         self._write_deadline: float | None = None
 
@@ -132,12 +142,15 @@ class DeadlineIO(io.RawIOBase):
         self._head_deadline = None
 
     def readinto(self, buffer: WriteableBuffer) -> int:
-        if self._head_deadline is not None:
-            timeout = remaining(self._head_deadline, "request head not complete in time")
-        else:
-            timeout = self._write_timeout
-        self._sock.settimeout(timeout)
-        return self._sock.recv_into(buffer)
+        if self._head_deadline is None:
+            self._sock.settimeout(self._write_timeout)
+            return self._sock.recv_into(buffer)
+        if self._head_left <= 0:
+            raise HeadTooLarge(f"request head over {MAX_HEAD_BYTES} bytes")
+        self._sock.settimeout(remaining(self._head_deadline, "request head not complete in time"))
+        received = self._sock.recv_into(buffer, min(memoryview(buffer).nbytes, self._head_left))
+        self._head_left -= received
+        return received
 
     def write(self, data: ReadableBuffer) -> int:
         if self._write_deadline is None:

@@ -10,6 +10,7 @@ forever:
   cost no descriptor and no thread of ours, and are served in arrival order as slots free up;
 - the request head, TLS handshake included, must arrive within ``header_timeout`` of the
   accept in total (not per read), so a slowloris client dripping a byte a second is cut off;
+  a head over ``MAX_HEAD_BYTES`` is answered 431 instead of read on;
 - a response must be written within ``write_timeout`` of its first byte, so a client that
   stops reading cannot keep a slot either;
 - one request per connection (wsgiref answers HTTP/1.0), so an idle keep-alive connection
@@ -35,7 +36,13 @@ from wsgiref.simple_server import ServerHandler
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
 from exporter.web.auth import SNAPSHOT_KEY, BasicAuth, protect
-from exporter.web.limits import ConnectionSlots, DeadlineIO, ServerLimits, remaining
+from exporter.web.limits import (
+    ConnectionSlots,
+    DeadlineIO,
+    HeadTooLarge,
+    ServerLimits,
+    remaining,
+)
 from exporter.web.source import Snapshot, WebConfigSource
 from exporter.web.wsgi import WsgiApp
 
@@ -90,14 +97,16 @@ class _Handler(_SilentHandler):
         self.wfile = self._writer = io.BufferedWriter(self._io)
 
     def handle(self) -> None:
-        """wsgiref's ``handle()``, plus: the head deadline ends once the head is parsed, and
-        the app sees the connection's web config under ``SNAPSHOT_KEY``."""
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
+        """wsgiref's ``handle()``, plus: the head deadline and byte budget end once the head
+        is parsed, and the app sees the connection's web config under ``SNAPSHOT_KEY``."""
+        try:
+            # No length limit of its own: the head's byte budget bounds the request line too.
+            self.raw_requestline = self.rfile.readline()
+            if not self.parse_request():  # an error was sent, or the client sent nothing
+                return
+        except HeadTooLarge:
             self.requestline = self.request_version = self.command = ""
-            self.send_error(414)
-            return
-        if not self.parse_request():  # an error was sent, or the client sent nothing
+            self.send_error(431)
             return
         self._io.head_complete()
         environ: dict[str, Any] = {**self.get_environ(), SNAPSHOT_KEY: self._snapshot}
