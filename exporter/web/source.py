@@ -48,6 +48,14 @@ def _signature(paths: tuple[Path, ...]) -> Signature:
     return tuple(digests)
 
 
+def _load(path: Path) -> tuple[WebConfig, Signature]:
+    """The config in ``path`` and the signature of every file it was built from. The config
+    file is hashed before it is parsed, so an edit landing during the parse shows next time."""
+    before = _signature((path,))
+    config = load_web_config(path)
+    return config, before + _signature(config.files[1:])
+
+
 class WebConfigSource:
     """Loads the file once at start-up (raising ``WebConfigError``), then per ``current()``."""
 
@@ -59,11 +67,8 @@ class WebConfigSource:
         if self.path is None:
             self._snapshot = Snapshot(WebConfig())
         else:
-            before = _signature((self.path,))
-            config = load_web_config(self.path)
+            config, self._signature = _load(self.path)
             self._snapshot = Snapshot(config)
-            self._signature = before + _signature(config.files[1:])
-
         self.initial = self._snapshot.config
 
     @property
@@ -79,9 +84,8 @@ class WebConfigSource:
             snapshot = self._snapshot
             if snapshot.error is None and _signature(snapshot.config.files) == self._signature:
                 return snapshot
-            before = _signature((self.path,))
             try:
-                config = load_web_config(self.path)
+                config, signature = _load(self.path)
                 if (config.tls is not None) != self.initial_tls:
                     raise WebConfigError(
                         self.path, "tls_server_config", "turning TLS on or off needs a restart"
@@ -94,7 +98,7 @@ class WebConfigSource:
                     log.error("web config re-read failed, answering 500 until fixed: %s", err)
                 return self._snapshot
             self._snapshot = Snapshot(config)
-            self._signature = before + _signature(config.files[1:])
+            self._signature = signature
             self._logged_error = None
             log.info(
                 "web config re-read",
