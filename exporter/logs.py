@@ -30,14 +30,21 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NEEDS_QUOTES = re.compile(r'[\s"=]|[\x00-\x1f\x7f-\x9f]')
 
 
-def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields = getattr(record, "fields", None)
-    return dict(fields) if isinstance(fields, dict) else {}
-
-
 def _timestamp(record: logging.LogRecord) -> str:
     ms = int(record.msecs)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{ms:03d}Z"
+
+
+def _entry(record: logging.LogRecord) -> dict[str, Any]:
+    """What both formats write: time, level, logger, message, then the structured fields."""
+    fields = getattr(record, "fields", None)
+    return {
+        "ts": _timestamp(record),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+        **(fields if isinstance(fields, dict) else {}),
+    }
 
 
 def _escape(text: str) -> str:
@@ -61,14 +68,7 @@ class TextFormatter(logging.Formatter):
     """logfmt: ``ts=… level=… logger=… msg="…" key=value …`` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = {
-            "ts": _timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
-        line = " ".join(f"{k}={_quote(v)}" for k, v in parts.items())
+        line = " ".join(f"{k}={_quote(v)}" for k, v in _entry(record).items())
         if record.exc_info:
             line += " exc=" + _escape(self.formatException(record.exc_info))
         return line
@@ -78,13 +78,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
-        obj: dict[str, Any] = {
-            "ts": _timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
+        obj = _entry(record)
         if record.exc_info:
             obj["exc"] = self.formatException(record.exc_info)
         return json.dumps(obj, default=str)
