@@ -44,7 +44,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     """
     environ = os.environ if environ is None else environ
     file = ConfigFileSource(Settings, path)
-    env = EnvironmentSource(Settings, environ, file.yaml_data)
+    env = EnvironmentSource(Settings, environ, file.data)
     problems = [*file.problems, *env.problems]
     if not file.usable:  # validating what an unusable file left would only add noise
         raise ConfigError(problems)

@@ -1,11 +1,13 @@
 """The config file and the ``OLLAMA_PROBE_*`` variables as pydantic-settings sources.
 
 ``load_settings`` passes both to ``BaseSettings.__init__`` (``_build_sources``), env first: env
-wins over the file, key by key. Each reads in its constructor and keeps its problems, so that a
-load reports them all. They add what the library's sources lack: the file's problems with line
-numbers (the library skips a missing file, and a repeated key wins silently); list positions in
-env names (``OLLAMA_PROBE_TARGETS__0__URL``), names that match no key refused (the library
-ignores them), each bad variable reported by name, and a given mapping read, not ``os.environ``.
+wins over the file, key by key. Each reads in its constructor, with our own code, and keeps its
+problems, so that a load reports them all; to the library each is an ``InitSettingsSource`` of
+the data read. They do what the library's YAML and env sources do not: the file's problems with
+line numbers (the library skips a missing file, and a repeated key wins silently); list
+positions in env names (``OLLAMA_PROBE_TARGETS__0__URL``), names that match no key refused (the
+library ignores them), each bad variable reported by name, and a given mapping read, not
+``os.environ``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, SecretStr
-from pydantic_settings import BaseSettings, EnvSettingsSource, YamlConfigSettingsSource
-from pydantic_settings.sources import ConfigFileSourceType
+from pydantic_settings import BaseSettings, InitSettingsSource
 
 Key = str | int
 
@@ -81,25 +82,22 @@ def walk(root: type[BaseModel], keys: Iterable[str]) -> tuple[tuple[Key, ...], l
     return tuple(path), kinds, inner
 
 
-class ConfigFileSource(YamlConfigSettingsSource):
+class ConfigFileSource(InitSettingsSource):
     """The YAML config file at ``path`` (none if None); what is wrong with it is in ``problems``."""
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
         self.problems: list[str] = []
         self.usable = True
-        super().__init__(settings_cls, yaml_file=path)
+        self.data = {} if path is None else self._read(path)
+        super().__init__(settings_cls, self.data)
 
-    def _read_files(
-        self, files: ConfigFileSourceType | None, deep_merge: bool = False
-    ) -> dict[str, Any]:
-        """Read the one file (``files`` is its path); an unusable file reads as ``{}``.
+    def _read(self, path: Path) -> dict[str, Any]:
+        """Read the file; an unusable file reads as ``{}``.
 
         It is also composed (no objects built) to find the keys ``safe_load`` lets win silently.
         """
-        if not isinstance(files, Path):
-            return {}
         try:
-            text = read_text(files)
+            text = read_text(path)
             data = yaml.safe_load(text)
             self.problems = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), (), set())
             if data is None:
@@ -154,7 +152,7 @@ def _duplicate_keys(node: yaml.Node | None, loc: tuple[Key, ...], seen: set[int]
     return problems
 
 
-class EnvironmentSource(EnvSettingsSource):
+class EnvironmentSource(InitSettingsSource):
     """The ``OLLAMA_PROBE_*`` variables of ``environ``, written key by key into the data below.
 
     It returns the top-level keys they touch, each a copy of the file's value with the variables
@@ -167,15 +165,16 @@ class EnvironmentSource(EnvSettingsSource):
         environ: Mapping[str, str],
         below: Mapping[str, Any],
     ) -> None:
-        self._environ = environ
-        super().__init__(settings_cls, case_sensitive=False)
+        prefix = settings_cls.model_config.get("env_prefix", "").upper()
+        delimiter = settings_cls.model_config.get("env_nested_delimiter") or "__"
         self.problems: list[str] = []
         found: dict[tuple[Key, ...], tuple[str, list[str], object]] = {}
-        for name, raw in self.env_vars.items():
-            parts = name[len(self.env_prefix) :].lower().split(self.env_nested_delimiter)
+        # Sorted, and named as spelled: problems name the variable.
+        for name in sorted(name for name in environ if name.upper().startswith(prefix)):
+            parts = name[len(prefix) :].lower().split(delimiter)
             try:
                 path, kinds, inner = walk(settings_cls, parts)
-                value = _decode(raw or "", kinds[-1], inner)
+                value = _decode(environ[name], kinds[-1], inner)
                 if path in found:
                     raise SourceProblem(
                         f"sets the same key as {found[path][0]} (names ignore case)"
@@ -191,15 +190,7 @@ class EnvironmentSource(EnvSettingsSource):
                 _put(self.data, path, kinds, value)
             except SourceProblem as exc:
                 self.problems.append(f"{name}: {exc}")
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        """The given mapping's prefixed variables, by name, as spelled (problems name them)."""
-        prefix = self.env_prefix.upper()
-        environ = self._environ
-        return {name: environ[name] for name in sorted(environ) if name.upper().startswith(prefix)}
-
-    def __call__(self) -> dict[str, Any]:
-        return self.data
+        super().__init__(settings_cls, self.data)
 
 
 def _decode(raw: str, kind: str, base: Any) -> object:

@@ -215,7 +215,7 @@ def check_option_name(name: str) -> str:
 
 
 # A Go duration, as Ollama's ``keep_alive`` reads a string: "5m", "1h30m", "-1s", "500ms".
-_GO_DURATION_RE = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h))+|[-+]?0")
+GO_DURATION_RE = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h))+|[-+]?0")
 _GO_UNITS_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -231,7 +231,7 @@ def check_keep_alive(value: object) -> object:
         if not math.isfinite(value):
             raise ValueError(f"must be a finite number of seconds, got {value!r}")
         return value
-    if isinstance(value, str) and _GO_DURATION_RE.fullmatch(value.strip()):
+    if isinstance(value, str) and GO_DURATION_RE.fullmatch(value.strip()):
         return value.strip()
     raise ValueError(
         f'must be a number of seconds or a duration such as "5m" or "-1s", got {value!r}'
@@ -239,7 +239,7 @@ def check_keep_alive(value: object) -> object:
 
 
 def keep_alive_seconds(value: str | float) -> float:
-    """Seconds of a valid ``keep_alive`` (negative means for ever, as in Ollama)."""
+    """Seconds of a valid ``keep_alive``, number or ``GO_DURATION_RE`` string (< 0: for ever)."""
     if not isinstance(value, str):
         return float(value)
     sign = -1.0 if value.startswith("-") else 1.0

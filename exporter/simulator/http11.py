@@ -149,11 +149,17 @@ class HttpConnection:
     async def client_gone(self) -> None:
         """Return once the client has closed the connection (while a response is under way).
 
-        Bytes that arrive meanwhile (a pipelined request) are kept for ``next_request``.
+        Bytes that arrive meanwhile (a pipelined request) are kept for ``next_request``, up to
+        ``MAX_HEAD_BYTES``: then nothing more is read until the response ends (Go's server
+        reads ahead one byte), so a client cannot make the simulator buffer without bound.
         """
+        kept = 0
         with contextlib.suppress(ConnectionError):
             while data := await self._reader.read(RECEIVE_BYTES):
                 self._h11.receive_data(data)
+                kept += len(data)
+                if kept >= MAX_HEAD_BYTES:
+                    await asyncio.Event().wait()  # until the finished response cancels us
         self._eof = True
         self._h11.receive_data(b"")
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from exporter.config.values import THINK_LEVELS
+from exporter.config.values import GO_DURATION_RE, THINK_LEVELS, keep_alive_seconds
 from exporter.simulator.responses import Endpoint
 from exporter.simulator.script import ModelScript
 
@@ -27,8 +26,6 @@ Api = Literal["generate", "chat", "openai"]
 ACCEPTED_THINK_LEVELS = frozenset({*THINK_LEVELS, "max"})
 REASONING_EFFORTS = ("high", "medium", "low", "none")
 CHARS_PER_TOKEN = 4
-_DURATION = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class Reject(Exception):
@@ -190,15 +187,11 @@ def _keep_alive(value: Any) -> float | None:
         return float(value)
     if not isinstance(value, str):
         raise Reject(400, "json: cannot unmarshal keep_alive: expected a number or a string")
-    if value in ("0", "+0", "-0"):
-        return 0.0
-    if not _DURATION.fullmatch(value):
+    if not GO_DURATION_RE.fullmatch(value):
         digits = value.lstrip("+-").replace(".", "", 1)
         problem = "missing unit in duration" if digits.isdigit() else "invalid duration"
         raise Reject(400, f'time: {problem} "{value}"')
-    sign = -1.0 if value.startswith("-") else 1.0
-    parts = re.findall(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)", value)
-    return sign * sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+    return keep_alive_seconds(value)
 
 
 def _reasoning(body: dict[str, Any]) -> bool | str | None:

@@ -119,12 +119,13 @@ class TestMidStreamFaults:
         rec = sim.requests[0]
         writes = rec.text_write_ns
         assert len(writes) == 5
-        # The stall shifts the absolute schedule: chunk 2 is due 10 ms + 2 ms + 150 ms in,
-        # and the chunks after it keep their 1 ms spacing. So the one long gap is before
-        # chunk 2; a late wake-up on a busy machine can stretch another gap, not by 75 ms.
+        # The stall shifts the absolute schedule once: chunk 2 is due 10 ms + 2 ms + 150 ms
+        # in, chunk 1 at 11 ms and chunk 4 2 ms after chunk 2. Less than a stall passes before
+        # chunk 1 and after chunk 2 unless the stall is misplaced or repeated; a late wake-up on
+        # a busy machine would have to last about as long as the stall itself.
         assert writes[2] - rec.received_ns >= 162_000_000
-        gaps = [b - a for a, b in zip([rec.received_ns, *writes], writes, strict=False)]
-        assert max(gaps[:2] + gaps[3:]) < gaps[2] / 2, gaps
+        assert writes[1] - rec.received_ns < 150_000_000
+        assert writes[4] - writes[2] < 150_000_000
 
     async def test_malformed_line(self, sim: OllamaSimulator) -> None:
         """After fault_after chunks one line is not JSON; the stream then continues."""

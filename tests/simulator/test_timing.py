@@ -1,8 +1,9 @@
 """Timing tests: withheld headers, the absolute decode schedule, big lines and prompt close.
 
-Tolerances come from the script (a 5 ms first-write allowance, ±1 % on the mean gap) and are
-no tighter, so they hold on a loaded 2-core machine. Scripts are short (tens of ms) so the
-folder stays fast; the schedule is absolute, so a short one is as telling as a long one.
+Tolerances come from the script (5 ms before the first write; for a stream, half a decode step
+and a 1.2 % rate error, judged on the least late writes) and are no tighter, so they hold on a
+loaded 2-core machine. Scripts are short (tens of ms) so the folder stays fast; the schedule
+is absolute, so a short one is as telling as a long one.
 """
 
 from __future__ import annotations
@@ -53,17 +54,17 @@ class TestFirstChunk:
     async def test_schedule_of_text_chunks(self) -> None:
         """The first write is first_token_delay after receipt; chunks are 1/rate apart."""
         # The schedule is deterministic; only OS wake-up latency varies, and it only ever
-        # makes a write late. So: no write is early, and the lateness does not grow along
-        # the stream (a wrong rate or a schedule that accumulates its own lateness does).
-        # Medians (over the chunks of a run, then over three runs) absorb late wake-ups on a
-        # loaded machine; a 1 % rate error is 3.9 ms of drift over these 39 gaps.
+        # makes a write late. So a stretch of the stream is judged by its least late write,
+        # which a loaded machine moves only by delaying every write of the stretch (one late
+        # wake-up makes the next few writes late too, enough to move a median by 3 ms): no
+        # write is early, the floor does not rise along the stream (a rate 1.2 % off, or a
+        # schedule that accumulates its own lateness, raises it over 3 ms from the first third
+        # to the last), and it is within half a step of the schedule (a wrong start is further).
         runs = [await run_schedule(first_token_delay=0.03, rate=100.0, tokens=40) for _ in range(3)]
         assert min(min(lateness) for lateness in runs) >= -MS
-        drift = statistics.median(
-            statistics.median(late[-13:]) - statistics.median(late[:13]) for late in runs
-        )
+        drift = statistics.median(min(late[-13:]) - min(late[:13]) for late in runs)
         assert abs(drift) < 3 * MS
-        assert statistics.median(statistics.median(late) for late in runs) < 5 * MS
+        assert statistics.median(min(late) for late in runs) < 5 * MS
 
 
 async def run_schedule(first_token_delay: float, rate: float, tokens: int) -> list[int]:
