@@ -32,22 +32,19 @@ import pytest
 from exporter.result import ELLIPSIS
 from exporter.runner import REDACTED, redact
 from tests.hostile.server import (
-    LAST_CHUNK,
-    NDJSON,
+    JSON,
     HostileServer,
     Request,
-    chunk,
     fixed,
-    head,
     line,
     send,
+    stream,
     text_line,
 )
 from tests.support.processes import child_env, exporter_process, http_get
 
 MARKER = "echo-marker"
 ENV_VAR = "PROBE_TEST_TOKEN"
-JSON = ("Content-Type", "application/json")
 # Every way the echo server can fail a probe, by model name.
 BEHAVIOURS = (
     "unauthorized",  # 401, Ollama-style JSON error quoting the header
@@ -104,7 +101,7 @@ def _text(status: int, page: str) -> bytes:
 
 
 def _stream_then(bad_line: bytes) -> bytes:
-    return head(200, [NDJSON]) + chunk(text_line("a")) + chunk(bad_line) + LAST_CHUNK
+    return stream(text_line("a"), bad_line)
 
 
 def echo_response(request: Request) -> bytes:
