@@ -465,10 +465,8 @@ def demo_exposition(dashboard: dict[str, Any]) -> Iterator[str]:
         return text if not missing and cpu else None
 
     with running_process(argv, f"{url}/-/healthy"):
-        try:
-            yield wait_for(ready, 60, "the demo to export every series the dashboard reads")
-        except AssertionError as err:
-            raise AssertionError(f"{err}; missing: {sorted(missing)}") from None
+        what = "the demo to export every series the dashboard reads"
+        yield wait_for(ready, 60, what, detail=lambda: f"missing: {sorted(missing)}")
 
 
 DEMO_CPU_OFFLOAD = r'^ollama_probe_model_partial_offload\{[^}]*model="tinyllama:cpu"[^}]*\} 1\.0$'

@@ -139,10 +139,7 @@ def label_values_become(
         last[:] = stack.prometheus.label_values(label, selector)
         return last if last == want else None
 
-    try:
-        return wait_for(values, 20, what)
-    except AssertionError as err:
-        raise AssertionError(f"{err}; last seen: {last}") from None
+    return wait_for(values, 20, what, detail=lambda: f"last seen: {last}")
 
 
 def test_dashboard_variables_resolve(stack: Stack) -> None:
@@ -181,10 +178,8 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
         missing[:] = [name for name, expr in queries if not finite(stack.prometheus.query(expr))]
         return True if not missing else None
 
-    try:
-        wait_for(all_answer, 45, "every dashboard query to return data")
-    except AssertionError as err:
-        raise AssertionError(f"{err}; still empty: {missing}") from None
+    what = "every dashboard query to return data"
+    wait_for(all_answer, 45, what, detail=lambda: f"still empty: {missing}")
 
 
 def test_dashboard_queries_honour_a_selection(stack: Stack) -> None:
