@@ -348,7 +348,7 @@ async def test_probe_subcommand(sim: OllamaSimulator, capsys: pytest.CaptureFixt
     data = json.loads(capsys.readouterr().out)
     assert data["success"] is True
     assert data["output_tokens"] == 10
-    assert 0.1 <= data["time_to_first_token_seconds"] < 0.2
+    assert 0.1 <= data["time_to_first_token_seconds"] < data["duration_seconds"] < 5
     assert data["server_tokens_per_second"] == pytest.approx(100.0)
     assert await run_main(*base, "--api", "chat", "--max-tokens", "5") == 0
     assert "time_to_first_token_seconds" in capsys.readouterr().out
