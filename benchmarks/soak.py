@@ -40,16 +40,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import Fault, ModelScript, script_to_dict
 from tests.hostile.server import (
-    LAST_CHUNK,
+    JSON,
     NDJSON,
     VERSION,
     HostileServer,
     Request,
-    chunk,
     fixed,
-    head,
+    hang,
     line,
     send,
+    stream,
     text_line,
 )
 from tests.support.processes import RunningProcess, exporter_process, simulator_process
@@ -82,15 +82,14 @@ async def hostile(request: Request, writer: asyncio.StreamWriter) -> None:
     ``/silent``: reads the request and never answers (also to ``/api/version``)."""
     prefix = request.path.split("/")[1]
     if prefix == "silent":
-        await asyncio.sleep(3600)
+        await hang(request, writer)
     elif request.path.endswith("/api/version"):
-        await send(writer, fixed(200, VERSION, [("Content-Type", "application/json")]))
+        await send(writer, fixed(200, VERSION, [JSON]))
     elif prefix == "gzip":
         body = gzip.compress(text_line("a") * 64)
         await send(writer, fixed(200, body, [NDJSON, ("Content-Encoding", "gzip")]))
     else:
-        error = line({"error": "x" * HUGE_ERROR_BYTES})
-        await send(writer, head(200, [NDJSON]) + chunk(text_line("a")) + chunk(error) + LAST_CHUNK)
+        await send(writer, stream(text_line("a"), line({"error": "x" * HUGE_ERROR_BYTES})))
 
 
 def simulator_script() -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -33,22 +32,19 @@ import pytest
 from exporter.result import ELLIPSIS
 from exporter.runner import REDACTED, redact
 from tests.hostile.server import (
-    LAST_CHUNK,
-    NDJSON,
+    JSON,
     HostileServer,
     Request,
-    chunk,
     fixed,
-    head,
     line,
     send,
+    stream,
     text_line,
 )
-from tests.support.processes import exporter_process, http_get
+from tests.support.processes import child_env, exporter_process, http_get
 
 MARKER = "echo-marker"
 ENV_VAR = "PROBE_TEST_TOKEN"
-JSON = ("Content-Type", "application/json")
 # Every way the echo server can fail a probe, by model name.
 BEHAVIOURS = (
     "unauthorized",  # 401, Ollama-style JSON error quoting the header
@@ -105,7 +101,7 @@ def _text(status: int, page: str) -> bytes:
 
 
 def _stream_then(bad_line: bytes) -> bytes:
-    return head(200, [NDJSON]) + chunk(text_line("a")) + chunk(bad_line) + LAST_CHUNK
+    return stream(text_line("a"), bad_line)
 
 
 def echo_response(request: Request) -> bytes:
@@ -155,6 +151,10 @@ class Canaries:
     def new(cls) -> Canaries:
         return cls(*(f"Bearer s3cr3t{kind}{secrets.token_hex(12)}" for kind in ("I", "E", "F")))
 
+    def environ(self) -> dict[str, str]:
+        """A child's environment, with the ``{env: VAR}`` value in ``ENV_VAR``."""
+        return child_env({ENV_VAR: self.env})
+
     def needles(self) -> list[str]:
         """What must never appear: the random parts, and the prefix every value shares."""
         return ["s3cr3t", *(value[-24:] for value in (self.inline, self.env, self.file))]
@@ -194,12 +194,6 @@ def secret_config(tmp_path: Path, url: str, canaries: Canaries) -> Path:
     return config
 
 
-def child_env(canaries: Canaries) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("OLLAMA_PROBE_")}
-    env[ENV_VAR] = canaries.env
-    return env
-
-
 def wait_for_every_job(url: str) -> str:
     """Until every job has run once; returns the last /metrics body."""
     deadline = time.monotonic() + 60
@@ -224,7 +218,7 @@ def test_the_daemon_never_shows_a_header_value(
     canaries = Canaries.new()
     config = secret_config(tmp_path, server.url, canaries)
     args = ("--log.level", "debug", "--log.format", log_format)
-    with exporter_process(config, *args, env=child_env(canaries)) as exporter:
+    with exporter_process(config, *args, env=canaries.environ()) as exporter:
         metrics = wait_for_every_job(exporter.url)
         page = http_get(exporter.url + "/")[1]
     seen = [r.headers.get("authorization") for r in server.requests]
@@ -246,7 +240,7 @@ def test_config_check_never_shows_a_header_value(tmp_path: Path, server: Hostile
     config = secret_config(tmp_path, server.url, canaries)
     check = subprocess.run(
         [sys.executable, "-m", "exporter", "--config.file", str(config), "--config.check"],
-        capture_output=True, text=True, timeout=60, check=False, env=child_env(canaries),
+        capture_output=True, text=True, timeout=60, check=False, env=canaries.environ(),
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert "Authorization" in check.stdout
@@ -264,7 +258,7 @@ def test_probe_never_shows_a_header_value(server: HostileServer, behaviour: str)
         [sys.executable, "-m", "exporter", "probe", "--url", server.url, "--model", behaviour,
          "--json", "--timeout", "20s", "--stall-timeout", "10s", "--log.level", "debug",
          "--header", f"Authorization: env:{ENV_VAR}"],
-        capture_output=True, text=True, timeout=60, check=False, env=child_env(canaries),
+        capture_output=True, text=True, timeout=60, check=False, env=canaries.environ(),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert_clean("probe --json", proc.stdout, canaries)

@@ -11,18 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.dashboard.workloads import exported_labels, workload_exporter, workload_exposition
+from tests.dashboard.workloads import every_series_exposition, exported_labels
 from tests.support.processes import LOOPBACK, free_port, http_get, running_process
 from tests.support.prometheus import (
     REPO_ROOT,
     RULES_FILE,
     all_rules,
     dashboard_panels,
-    full_exposition,
     load_dashboard,
     metric_names,
     panel_targets,
-    probed_exporter,
     promtool,
     raw_metrics,
     recorded_metrics,
@@ -49,18 +47,9 @@ def dashboard() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real exporters' /metrics after they probed the simulator.
-
-    Success and failure, plus a parallel and an if_loaded job (skips), so that every series
-    the exporter can export is there.
-    """
-    work = tmp_path_factory.mktemp("exporter")
-    with (
-        probed_exporter(work) as stack,
-        workload_exporter(stack.simulator.url, work) as workloads,
-    ):
-        yield full_exposition(stack) + workload_exposition(workloads)
+def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The real exporters' /metrics, with every series the exporter can export."""
+    return every_series_exposition(tmp_path_factory.mktemp("exporter"))
 
 
 def content_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -476,10 +465,8 @@ def demo_exposition(dashboard: dict[str, Any]) -> Iterator[str]:
         return text if not missing and cpu else None
 
     with running_process(argv, f"{url}/-/healthy"):
-        try:
-            yield wait_for(ready, 60, "the demo to export every series the dashboard reads")
-        except AssertionError as err:
-            raise AssertionError(f"{err}; missing: {sorted(missing)}") from None
+        what = "the demo to export every series the dashboard reads"
+        yield wait_for(ready, 60, what, detail=lambda: f"missing: {sorted(missing)}")
 
 
 DEMO_CPU_OFFLOAD = r'^ollama_probe_model_partial_offload\{[^}]*model="tinyllama:cpu"[^}]*\} 1\.0$'

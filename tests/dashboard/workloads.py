@@ -20,7 +20,13 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import RunningProcess, exporter_process, http_get
-from tests.support.prometheus import FAST_MODEL, MISSING_MODEL, wait_for
+from tests.support.prometheus import (
+    FAST_MODEL,
+    MISSING_MODEL,
+    full_exposition,
+    probed_exporter,
+    wait_for,
+)
 
 WORKLOAD_PROBES = ["parallel-2", "if-loaded"]
 """The profiles of the workload exporter (their ``probe`` label values)."""
@@ -75,6 +81,17 @@ def workload_exposition(exporter: RunningProcess, timeout: float = 30.0) -> str:
         return text if done else None
 
     return wait_for(ready, timeout, "a parallel run and a skipped run in /metrics")
+
+
+def every_series_exposition(work: Path) -> str:
+    """The /metrics of the shared probed exporter and of the workload exporter, both probing
+    one simulator: success and failure, a parallel run and a skip, so that every series the
+    exporter can export is there. The processes stop once it is read."""
+    with (
+        probed_exporter(work) as stack,
+        workload_exporter(stack.simulator.url, work) as workloads,
+    ):
+        return full_exposition(stack) + workload_exposition(workloads)
 
 
 def exported_labels(*expositions: str) -> dict[str, set[str]]:

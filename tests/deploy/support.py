@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from exporter.cli import DEFAULT_PORT
+from tests.support.processes import child_env
 from tests.support.tools import require_tool
 
 if TYPE_CHECKING:
@@ -32,13 +32,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def load_yaml(path: Path) -> Any:
     """Parse one YAML document from a file."""
     return yaml.safe_load(path.read_text())
-
-
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test environment without OLLAMA_PROBE_* variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("OLLAMA_PROBE_")}
-    env.update(extra or {})
-    return env
 
 
 def config_check(

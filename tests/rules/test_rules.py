@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.dashboard.workloads import exported_labels, workload_exporter, workload_exposition
+from tests.dashboard.workloads import every_series_exposition, exported_labels
 from tests.support.prometheus import (
     REPO_ROOT,
     RULE_TESTS_DIR,
     RULES_FILE,
     all_rules,
     bucket_bounds,
-    full_exposition,
     metric_names,
-    probed_exporter,
     promtool,
     raw_metrics,
     recorded_metrics,
@@ -36,18 +33,9 @@ STALE_THRESHOLD = ":ollama_probe_stale_after_seconds:threshold"
 
 
 @pytest.fixture(scope="module")
-def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real exporters' /metrics after they probed the simulator.
-
-    Success and failure, plus a parallel and an if_loaded job (skips), so that every series
-    the exporter can export is there.
-    """
-    work = tmp_path_factory.mktemp("exporter")
-    with (
-        probed_exporter(work) as stack,
-        workload_exporter(stack.simulator.url, work) as workloads,
-    ):
-        yield full_exposition(stack) + workload_exposition(workloads)
+def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The real exporters' /metrics, with every series the exporter can export."""
+    return every_series_exposition(tmp_path_factory.mktemp("exporter"))
 
 
 def alerts() -> list[dict[str, Any]]:

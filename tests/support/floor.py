@@ -31,6 +31,8 @@ class _FloorProtocol(asyncio.Protocol):
             self._first.set_result(time.monotonic_ns())
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._first.done():
+            self._first.set_exception(exc or ConnectionError("closed before any response byte"))
         if not self._done.done():
             self._done.set_result(None)
 
@@ -58,7 +60,9 @@ def floor_request(url: str, model: str, *, api: str = "generate", tokens: int = 
 
 
 async def floor_ttft_ns(url: str, model: str, *, api: str = "generate", tokens: int = 2) -> int:
-    """Connect start to the first response bytes, in ns; waits for the stream to end."""
+    """Connect start to the first response bytes, in ns; waits for the stream to end.
+
+    Fails, rather than waits forever, if the server closes first or stays silent for 60 s."""
     parts = urlsplit(url)
     assert parts.hostname is not None
     assert parts.port is not None
@@ -71,8 +75,8 @@ async def floor_ttft_ns(url: str, model: str, *, api: str = "generate", tokens: 
         lambda: _FloorProtocol(request, first, done), parts.hostname, parts.port
     )
     try:
-        ttft = await first - t0
         async with asyncio.timeout(60):
+            ttft = await first - t0
             await done  # the server closes after the short stream: nothing is left in flight
     finally:
         transport.close()

@@ -83,9 +83,12 @@ class RunningProcess:
         return self.proc.returncode
 
 
-def _child_env() -> dict[str, str]:
-    """The test environment minus any OLLAMA_PROBE_* variables, which the daemon would read."""
-    return {k: v for k, v in os.environ.items() if not k.upper().startswith("OLLAMA_PROBE_")}
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The test environment minus any OLLAMA_PROBE_* variables (the daemon would read them),
+    plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("OLLAMA_PROBE_")}
+    env.update(extra or {})
+    return env
 
 
 @contextmanager
@@ -126,8 +129,8 @@ def _running(
 ) -> Iterator[RunningProcess]:
     url = f"http://{LOOPBACK}:{port}"
     argv = [sys.executable, "-m", "exporter", *args]
-    child_env = env if env is not None else _child_env()
-    with running_process(argv, url + ready_path, env=child_env) as (proc, log_path):
+    env = env if env is not None else child_env()
+    with running_process(argv, url + ready_path, env=env) as (proc, log_path):
         running = RunningProcess(proc, url, log_path)
         try:
             yield running

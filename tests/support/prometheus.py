@@ -130,15 +130,24 @@ def all_rules(path: Path = RULES_FILE) -> list[dict[str, Any]]:
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
-    """Call ``probe`` until it returns something other than None; fail after ``timeout`` s."""
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    *,
+    detail: Callable[[], str] | None = None,
+) -> T:
+    """Call ``probe`` until it returns something other than None; fail after ``timeout`` s,
+    adding ``detail()`` (what the last call saw) to the message."""
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
         if result is not None:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            seen = f"; {detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{seen}")
         time.sleep(interval)
 
 
