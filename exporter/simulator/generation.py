@@ -14,10 +14,10 @@ import asyncio
 import time
 from typing import Protocol
 
+from exporter.result import NS_PER_S
 from exporter.simulator import openai
 from exporter.simulator.http11 import JSON_UTF8, NDJSON, TEXT_PLAIN, HttpConnection, RecordedRequest
 from exporter.simulator.responses import (
-    NS_PER_S,
     Metrics,
     context_json,
     done_body,

@@ -18,10 +18,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
+from exporter.result import NS_PER_S
 from exporter.simulator.script import ModelScript
 
 Endpoint = Literal["generate", "chat"]
-NS_PER_S = 1_000_000_000
 
 ANSWER_WORDS = (
     "Waves", " roll", " in", " from", " the", " open", " sea", ",", " and", " the", " tide",

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.result import NS_PER_S
 from exporter.simulator.script import ModelScript
 
-NS_PER_S = 1_000_000_000
 DEFAULT_KEEP_ALIVE_S = 300.0  # OLLAMA_KEEP_ALIVE's default, used by a load a request causes
 FOREVER_NS = 2**63 - 1  # a negative keep_alive: Go's MaxInt64 duration
 APIS = ("generate", "chat", "openai")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from exporter.config.values import GO_DURATION_RE, THINK_LEVELS, keep_alive_seconds
+from exporter.ollama.prompt import CHARS_PER_TOKEN  # a sized prompt reads back as its size
 from exporter.simulator.responses import Endpoint
 from exporter.simulator.script import ModelScript
 
@@ -25,7 +26,6 @@ Api = Literal["generate", "chat", "openai"]
 # The levels the exporter may send, plus "max", which recent Ollama also accepts.
 ACCEPTED_THINK_LEVELS = frozenset({*THINK_LEVELS, "max"})
 REASONING_EFFORTS = ("high", "medium", "low", "none")
-CHARS_PER_TOKEN = 4
 
 
 class Reject(Exception):
