@@ -6,17 +6,15 @@ import json
 
 import pytest
 
-from exporter.ollama.stream import (
+from exporter.ollama.decoding import (
     MAX_COUNT,
     MAX_DURATION_NS,
     MAX_LINE_BYTES,
     InvalidLine,
     LineSplitter,
     LineTooLong,
-    NdjsonDecoder,
-    parse_chunk,
-    whole_answer,
 )
+from exporter.ollama.stream import NdjsonDecoder, parse_chunk, whole_answer
 
 GEN = {"model": "m", "created_at": "2026-11-20T09:00:01Z", "response": "Hi", "done": False}
 DONE = {
