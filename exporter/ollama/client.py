@@ -219,16 +219,7 @@ class OllamaClient:
         Bounded like a probe: ``timeout`` for the whole exchange (``TimeoutError``), a few KiB
         of body, no decoding. Any other failure is a ``TransportFailure``.
         """
-        wire = WireLog()
-        request = self._client.build_request("GET", "api/version")
-        async with asyncio.timeout(timeout), self.open_stream(request, wire) as response:
-            encoding = response.refused_encoding
-            if encoding is not None:
-                raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
-            body = await response.read_limited(VERSION_BODY_LIMIT)
-            if response.status != 200:
-                raise TransportFailure(*classify_status(response.status, body))
-            server = response.header("server")
+        body, server = await self._get("api/version", timeout, VERSION_BODY_LIMIT)
         try:
             obj = json.loads(body)
         except (ValueError, RecursionError) as err:
@@ -246,19 +237,24 @@ class OllamaClient:
         ``PS_BODY_LIMIT`` bytes (a longer body is refused, not cut), no decoding; any other
         failure is a ``TransportFailure``.
         """
-        wire = WireLog()
-        request = self._client.build_request("GET", "api/ps")
-        async with asyncio.timeout(timeout), self.open_stream(request, wire) as response:
-            encoding = response.refused_encoding
-            if encoding is not None:
-                raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
-            if response.status != 200:  # an error body is read as little as a probe's is
-                body = await response.read_limited(ERROR_BODY_LIMIT)
-                raise TransportFailure(*classify_status(response.status, body))
-            body = await response.read_limited(PS_BODY_LIMIT + 1)
+        body, _ = await self._get("api/ps", timeout, PS_BODY_LIMIT + 1)
         if len(body) > PS_BODY_LIMIT:
             raise TransportFailure(Reason.INVALID_RESPONSE, f"over {PS_BODY_LIMIT} bytes")
         return body
+
+    async def _get(self, path: str, timeout: float, limit: int) -> tuple[bytes, str]:
+        """``GET path``: at most ``limit`` bytes of a 200's body, undecoded, and its ``Server``
+        header, all within ``timeout`` (``TimeoutError``). A refused encoding or another
+        status is a ``TransportFailure``; an error body is read as little as a probe's is."""
+        request = self._client.build_request("GET", path)
+        async with asyncio.timeout(timeout), self.open_stream(request, WireLog()) as response:
+            encoding = response.refused_encoding
+            if encoding is not None:
+                raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
+            if response.status != 200:
+                body = await response.read_limited(min(limit, ERROR_BODY_LIMIT))
+                raise TransportFailure(*classify_status(response.status, body))
+            return await response.read_limited(limit), response.header("server")
 
     async def aclose(self) -> None:
         await self._client.aclose()
