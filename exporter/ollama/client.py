@@ -44,6 +44,9 @@ VERSION_BODY_LIMIT = 4096
 VERSION_MAX_CHARS = 80
 # /api/ps lists the loaded models, a few hundred bytes each: 1 MiB is thousands of them.
 PS_BODY_LIMIT = 1024 * 1024
+# Body parts read between two passes of the event loop (see ``_raw_parts``). An Ollama
+# stream brings one part per token, so a pass every few dozen costs nothing.
+PARTS_PER_PASS = 64
 
 
 class TransportFailure(Exception):
@@ -80,10 +83,27 @@ def refused_encoding(headers: httpx.Headers) -> str | None:
     return ", ".join(refused) if refused else None
 
 
+async def _raw_parts(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as httpx hands it over, undecoded, giving the event loop a pass every
+    ``PARTS_PER_PASS`` parts.
+
+    Each HTTP chunk frame is a part of its own, and the frames of one socket read are handed
+    over without a single wait: a read of 64 KiB in 6-byte frames is some 11,000 parts, a
+    few hundred milliseconds in which no other probe and no deadline would run.
+    """
+    parts = 0
+    async for part in response.aiter_raw():
+        yield part
+        parts += 1
+        if parts == PARTS_PER_PASS:
+            parts = 0
+            await asyncio.sleep(0)
+
+
 async def _read_raw(response: httpx.Response, limit: int) -> bytes:
     """At most ``limit`` bytes of the body, undecoded; the rest is left unread."""
     data = bytearray()
-    async for part in response.aiter_raw():
+    async for part in _raw_parts(response):
         data += part[: limit - len(data)]
         if len(data) >= limit:
             break
@@ -110,7 +130,7 @@ class StreamResponse:
 
     def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as each socket read returns them, never decoded."""
-        return self._response.aiter_raw()
+        return _raw_parts(self._response)
 
     async def read_limited(self, limit: int) -> bytes:
         """At most ``limit`` bytes of the body: enough to classify an error response."""
