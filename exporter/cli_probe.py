@@ -23,7 +23,7 @@ from exporter.config.values import DEFAULT_OPTIONS
 from exporter.ollama.client import OllamaClient
 from exporter.report import result_dict, stream_dicts
 from exporter.result import ProbeResult
-from exporter.runner import SIMULATOR_WARNING, redact_result
+from exporter.runner import SIMULATOR_WARNING
 from exporter.workload import run_streams
 
 PROFILE_NAME = "cli"
@@ -154,15 +154,14 @@ async def probe_once(spec: JobSpec) -> ProbeResult:
     send the profile's ``parallel`` streams (one by default).
 
     A target that turns out to be the exporter's own simulator gets the daemon's warning on
-    stderr: its numbers are synthetic, which whoever reads them should know. The result's
-    detail is scrubbed of the header values, as the daemon's are: a server may quote them.
+    stderr: its numbers are synthetic, which whoever reads them should know.
     """
     client = OllamaClient(spec.target)
     try:
         with contextlib.suppress(Exception):
             if (await client.version()).is_simulator:
                 print(f"warning: {SIMULATOR_WARNING}", file=sys.stderr)
-        return redact_result(await run_streams(client, spec, SystemClock()), spec.target)
+        return await run_streams(client, spec, SystemClock())
     finally:
         await client.aclose()
 

@@ -15,12 +15,14 @@ take the arrival stamp, then split and parse.
 
 Nothing the server sends is held without a bound: a compressed body is refused rather than
 decoded, an error body is read up to ``ERROR_BODY_LIMIT``, a line up to ``MAX_LINE_BYTES``,
-and the detail of a failure is cut short where the ProbeResult is built.
+and the detail of a failure is cut short where the ProbeResult is built. A server may quote
+the request's headers back, so the detail is also scrubbed of the target's header values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from exporter.clock import Clock
 from exporter.config import JobSpec
@@ -35,7 +37,7 @@ from exporter.ollama.errors import ERROR_BODY_LIMIT, classify_status
 from exporter.ollama.network import WireLog
 from exporter.ollama.payload import API_PATHS, decoder_for, encode, request_body
 from exporter.ollama.prompt import new_nonce
-from exporter.result import ProbeResult, Reason
+from exporter.result import ProbeResult, Reason, redact
 from exporter.timeline import Timeline
 
 # Lines parsed between two passes of the event loop. A read brings up to 64 KiB, thousands
@@ -143,6 +145,17 @@ class _Probe:
 
 async def run_probe(client: OllamaClient, spec: JobSpec, clock: Clock) -> ProbeResult:
     """Send one generation for ``spec`` and measure it; never raises for I/O.
+
+    The detail is scrubbed of the target's header values here, where it is made, so that
+    every stream of a parallel run and everything built from them is clean.
+    """
+    result = await _measure(client, spec, clock)
+    detail = redact(result.detail, spec.target.header_values().values())
+    return result if detail == result.detail else dataclasses.replace(result, detail=detail)
+
+
+async def _measure(client: OllamaClient, spec: JobSpec, clock: Clock) -> ProbeResult:
+    """One generation and its result.
 
     A ``MemoryError`` can only come from a response too large to hold (every buffer is
     bounded, but a host can be short of memory): it is ``invalid_response``, like any other

@@ -7,6 +7,8 @@ the derived properties is exact and testable with a fake clock.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -27,6 +29,57 @@ def shorten(text: str, max_bytes: int = DETAIL_MAX_BYTES) -> str:
         return text
     room = max(0, max_bytes - len(ELLIPSIS.encode()))
     return encoded[:room].decode("utf-8", "ignore") + ELLIPSIS
+
+
+# A server may echo what it was sent (an error body quoting the request's headers, a proxy's
+# diagnostic page), so the target's header values are scrubbed from a detail that quotes it.
+REDACTED = "[redacted]"
+# Shorter header values are not scrubbed from details: they cannot be secrets worth the
+# name (``X-Debug: 1``), and replacing every "1" would garble the text.
+REDACT_MIN_CHARS = 4
+
+
+def _secret_forms(values: Collection[str]) -> list[str]:
+    """Each value as it may be quoted back: as is, JSON-escaped, as a Python str or bytes repr
+    (details quote bad bytes with ``repr``); longest first, so no form is cut by a shorter."""
+    forms: set[str] = set()
+    for value in values:
+        if len(value) < REDACT_MIN_CHARS:
+            continue
+        forms.update(
+            (value, json.dumps(value)[1:-1], repr(value)[1:-1], repr(value.encode())[2:-1])
+        )
+    return sorted(forms, key=len, reverse=True)
+
+
+def _cut_prefix(text: str, end: int, secret: str) -> int:
+    """Length of the longest head of ``secret`` (at least ``REDACT_MIN_CHARS``) that ends
+    ``text[:end]``: what is left of a secret that a detail was cut through."""
+    for size in range(min(len(secret) - 1, end), REDACT_MIN_CHARS - 1, -1):
+        if text.startswith(secret[:size], end - size):
+            return size
+    return 0
+
+
+def redact(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every header value in ``secrets`` replaced by ``[redacted]``.
+
+    Also the head of a value where a detail was cut short, at an ellipsis or at the very end
+    (an error body is quoted up to a byte count, which can fall inside a value).
+    """
+    forms = _secret_forms(secrets)
+    if not forms or not text:
+        return text
+    for form in forms:
+        text = text.replace(form, REDACTED)
+    cuts = [i for i, char in enumerate(text) if char == ELLIPSIS] + [len(text)]
+    for end in reversed(cuts):  # from the end: a replacement moves nothing still to check
+        for form in forms:
+            size = _cut_prefix(text, end, form)
+            if size:
+                text = text[: end - size] + REDACTED + text[end:]
+                break
+    return text
 
 
 class Reason(StrEnum):

@@ -19,25 +19,24 @@ holding up a reload or a shutdown.
 
 A server may echo what it was sent (an error body quoting the request's headers, a proxy's
 diagnostic page), and that text reaches logs, the landing page and ``probe`` output as a
-failure's detail. Every detail is therefore scrubbed of the target's header values
-(``redact``) before it leaves this module or the ``probe`` command.
+failure's detail. The prober and the ``/api/ps`` question scrub their details of the
+target's header values (``redact``) where they make them; this module scrubs its own log
+lines the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 import re
 import ssl
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from exporter.clock import Clock
 from exporter.config import JobSpec, Target
 from exporter.ollama.client import OllamaClient, TransportFailure
-from exporter.result import ELLIPSIS, ProbeResult, Reason, shorten
+from exporter.result import ProbeResult, Reason, redact, shorten
 from exporter.workload import inventory_timeout, run_job
 
 log = logging.getLogger(__name__)
@@ -51,65 +50,12 @@ CLOSE_TIMEOUT_S = 5.0
 SIMULATOR_WARNING = (
     "target is the ollama-probe-exporter simulator, not Ollama: its numbers are synthetic"
 )
-REDACTED = "[redacted]"
-# Shorter header values are not scrubbed from details: they cannot be secrets worth the
-# name (``X-Debug: 1``), and replacing every "1" would garble the text.
-REDACT_MIN_CHARS = 4
 _SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 
 
 class TargetSetupError(Exception):
     """A target's client could not be built: one line naming the config key, like a config
     error (``targets[1].tls.ca_file: …``)."""
-
-
-def _secret_forms(values: Collection[str]) -> list[str]:
-    """Each value as it may be quoted back: as is, JSON-escaped, as a Python str or bytes repr
-    (details quote bad bytes with ``repr``); longest first, so no form is cut by a shorter."""
-    forms: set[str] = set()
-    for value in values:
-        if len(value) < REDACT_MIN_CHARS:
-            continue
-        forms.update(
-            (value, json.dumps(value)[1:-1], repr(value)[1:-1], repr(value.encode())[2:-1])
-        )
-    return sorted(forms, key=len, reverse=True)
-
-
-def _cut_prefix(text: str, end: int, secret: str) -> int:
-    """Length of the longest head of ``secret`` (at least ``REDACT_MIN_CHARS``) that ends
-    ``text[:end]``: what is left of a secret that a detail was cut through."""
-    for size in range(min(len(secret) - 1, end), REDACT_MIN_CHARS - 1, -1):
-        if text.startswith(secret[:size], end - size):
-            return size
-    return 0
-
-
-def redact(text: str, secrets: Collection[str]) -> str:
-    """``text`` with every header value in ``secrets`` replaced by ``[redacted]``.
-
-    Also the head of a value where a detail was cut short, at an ellipsis or at the very end
-    (an error body is quoted up to a byte count, which can fall inside a value).
-    """
-    forms = _secret_forms(secrets)
-    if not forms or not text:
-        return text
-    for form in forms:
-        text = text.replace(form, REDACTED)
-    cuts = [i for i, char in enumerate(text) if char == ELLIPSIS] + [len(text)]
-    for end in reversed(cuts):  # from the end: a replacement moves nothing still to check
-        for form in forms:
-            size = _cut_prefix(text, end, form)
-            if size:
-                text = text[: end - size] + REDACTED + text[end:]
-                break
-    return text
-
-
-def redact_result(result: ProbeResult, target: Target) -> ProbeResult:
-    """``result`` with its detail scrubbed of ``target``'s header values."""
-    detail = redact(result.detail, list(target.header_values().values()))
-    return result if detail == result.detail else dataclasses.replace(result, detail=detail)
 
 
 @dataclass(eq=False)
@@ -214,7 +160,7 @@ class ProbeRunner:
         slot.in_flight += 1
         try:
             async with slot.limit:
-                return redact_result(await self._guarded(slot.client, spec), slot.target)
+                return await self._guarded(slot.client, spec)
         finally:
             slot.in_flight -= 1
             if slot.retired and slot.in_flight == 0:

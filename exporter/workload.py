@@ -29,7 +29,7 @@ from exporter.ollama.client import OllamaClient, TransportFailure
 from exporter.ollama.decoding import InvalidLine
 from exporter.ollama.inventory import parse_running
 from exporter.probe import run_probe
-from exporter.result import Inventory, ProbeResult, Reason, SkipReason
+from exporter.result import Inventory, ProbeResult, Reason, SkipReason, redact
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ async def take_inventory(
     client: OllamaClient, spec: JobSpec
 ) -> tuple[Inventory, tuple[Reason, str] | None]:
     """The target's configured models as ``/api/ps`` lists them, and why it could not be
-    read (``models`` is then None). Never raises for what the server does."""
+    read (``models`` is then None), scrubbed of the target's header values. Never raises for
+    what the server does."""
     target = spec.target
     failure: tuple[Reason, str]
     try:
@@ -64,7 +65,8 @@ async def take_inventory(
         failure = (Reason.INVALID_RESPONSE, f"/api/ps: {err}")
     except Exception as err:  # whatever the server provokes is a reason, never a crash
         failure = (Reason.INVALID_RESPONSE, f"/api/ps: unexpected {type(err).__name__}: {err}")
-    return Inventory(target.name, None), failure
+    reason, detail = failure  # a server may quote the request's headers back
+    return Inventory(target.name, None), (reason, redact(detail, target.header_values().values()))
 
 
 async def run_job(client: OllamaClient, spec: JobSpec, clock: Clock) -> ProbeResult:

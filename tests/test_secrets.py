@@ -29,8 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.result import ELLIPSIS
-from exporter.runner import REDACTED, redact
+from exporter.clock import SystemClock
+from exporter.ollama.client import OllamaClient
+from exporter.result import ELLIPSIS, REDACTED, redact
+from exporter.workload import run_streams, take_inventory
 from tests.hostile.server import (
     JSON,
     HostileServer,
@@ -41,6 +43,7 @@ from tests.hostile.server import (
     stream,
     text_line,
 )
+from tests.support.jobs import make_settings
 from tests.support.processes import child_env, exporter_process, http_get
 
 MARKER = "echo-marker"
@@ -108,7 +111,7 @@ def echo_response(request: Request) -> bytes:
     """A failure that quotes the request's headers, chosen by the path and the model."""
     auth = request.headers.get("authorization", "")
     headers = "; ".join(_echo_lines(request))
-    if request.path.endswith("/api/version"):
+    if request.path.endswith(("/api/version", "/api/ps")):
         return _json_error(401, f"{MARKER} unauthorized: {headers}")
     by_model = {
         "unauthorized": _json_error(401, f"{MARKER} invalid credentials {auth!r} ({headers})"),
@@ -134,6 +137,33 @@ async def echo(request: Request, writer: asyncio.StreamWriter) -> None:
 def server() -> Iterator[HostileServer]:
     with HostileServer(echo) as running:
         yield running
+
+
+# --- where details are made ----------------------------------------------------------------
+
+
+async def test_each_stream_and_the_api_ps_failure_are_scrubbed(server: HostileServer) -> None:
+    """Every stream of a parallel run is scrubbed, not only the run's summary (``probe``
+    prints each stream), and so is an ``/api/ps`` failure (the daemon logs it at debug)."""
+    canaries = Canaries.new()
+    settings = make_settings(
+        server.url, ["unauthorized"], target={"headers": {"Authorization": canaries.inline}},
+        parallel=2,
+    )  # fmt: skip
+    spec = settings.jobs()[0]
+    client = OllamaClient(spec.target)
+    try:
+        result = await run_streams(client, spec, SystemClock())
+        _, failure = await take_inventory(client, spec)
+    finally:
+        await client.aclose()
+    assert failure is not None
+    details = [stream.detail for stream in result.streams] + [failure[1]]
+    assert len(details) == 3
+    for detail in details:
+        assert_clean("a detail", detail, canaries)
+        assert MARKER in detail
+        assert REDACTED in detail
 
 
 # --- the daemon, --config.check and probe ---------------------------------------------------

@@ -44,6 +44,9 @@ VERSION_BODY_LIMIT = 4096
 VERSION_MAX_CHARS = 80
 # /api/ps lists the loaded models, a few hundred bytes each: 1 MiB is thousands of them.
 PS_BODY_LIMIT = 1024 * 1024
+# Body parts read between two passes of the event loop (see ``_raw_parts``). An Ollama
+# stream brings one part per token, so a pass every few dozen costs nothing.
+PARTS_PER_PASS = 64
 
 
 class TransportFailure(Exception):
@@ -80,10 +83,27 @@ def refused_encoding(headers: httpx.Headers) -> str | None:
     return ", ".join(refused) if refused else None
 
 
+async def _raw_parts(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as httpx hands it over, undecoded, giving the event loop a pass every
+    ``PARTS_PER_PASS`` parts.
+
+    Each HTTP chunk frame is a part of its own, and the frames of one socket read are handed
+    over without a single wait: a read of 64 KiB in 6-byte frames is some 11,000 parts, a
+    few hundred milliseconds in which no other probe and no deadline would run.
+    """
+    parts = 0
+    async for part in response.aiter_raw():
+        yield part
+        parts += 1
+        if parts == PARTS_PER_PASS:
+            parts = 0
+            await asyncio.sleep(0)
+
+
 async def _read_raw(response: httpx.Response, limit: int) -> bytes:
     """At most ``limit`` bytes of the body, undecoded; the rest is left unread."""
     data = bytearray()
-    async for part in response.aiter_raw():
+    async for part in _raw_parts(response):
         data += part[: limit - len(data)]
         if len(data) >= limit:
             break
@@ -110,7 +130,7 @@ class StreamResponse:
 
     def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as each socket read returns them, never decoded."""
-        return self._response.aiter_raw()
+        return _raw_parts(self._response)
 
     async def read_limited(self, limit: int) -> bytes:
         """At most ``limit`` bytes of the body: enough to classify an error response."""
@@ -219,16 +239,7 @@ class OllamaClient:
         Bounded like a probe: ``timeout`` for the whole exchange (``TimeoutError``), a few KiB
         of body, no decoding. Any other failure is a ``TransportFailure``.
         """
-        wire = WireLog()
-        request = self._client.build_request("GET", "api/version")
-        async with asyncio.timeout(timeout), self.open_stream(request, wire) as response:
-            encoding = response.refused_encoding
-            if encoding is not None:
-                raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
-            body = await response.read_limited(VERSION_BODY_LIMIT)
-            if response.status != 200:
-                raise TransportFailure(*classify_status(response.status, body))
-            server = response.header("server")
+        body, server = await self._get("api/version", timeout, VERSION_BODY_LIMIT)
         try:
             obj = json.loads(body)
         except (ValueError, RecursionError) as err:
@@ -246,19 +257,24 @@ class OllamaClient:
         ``PS_BODY_LIMIT`` bytes (a longer body is refused, not cut), no decoding; any other
         failure is a ``TransportFailure``.
         """
-        wire = WireLog()
-        request = self._client.build_request("GET", "api/ps")
-        async with asyncio.timeout(timeout), self.open_stream(request, wire) as response:
-            encoding = response.refused_encoding
-            if encoding is not None:
-                raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
-            if response.status != 200:  # an error body is read as little as a probe's is
-                body = await response.read_limited(ERROR_BODY_LIMIT)
-                raise TransportFailure(*classify_status(response.status, body))
-            body = await response.read_limited(PS_BODY_LIMIT + 1)
+        body, _ = await self._get("api/ps", timeout, PS_BODY_LIMIT + 1)
         if len(body) > PS_BODY_LIMIT:
             raise TransportFailure(Reason.INVALID_RESPONSE, f"over {PS_BODY_LIMIT} bytes")
         return body
+
+    async def _get(self, path: str, timeout: float, limit: int) -> tuple[bytes, str]:
+        """``GET path``: at most ``limit`` bytes of a 200's body, undecoded, and its ``Server``
+        header, all within ``timeout`` (``TimeoutError``). A refused encoding or another
+        status is a ``TransportFailure``; an error body is read as little as a probe's is."""
+        request = self._client.build_request("GET", path)
+        async with asyncio.timeout(timeout), self.open_stream(request, WireLog()) as response:
+            encoding = response.refused_encoding
+            if encoding is not None:
+                raise TransportFailure(Reason.INVALID_RESPONSE, f"Content-Encoding {encoding}")
+            if response.status != 200:
+                body = await response.read_limited(min(limit, ERROR_BODY_LIMIT))
+                raise TransportFailure(*classify_status(response.status, body))
+            return await response.read_limited(limit), response.header("server")
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -7,8 +7,7 @@ model is missing; everything else non-2xx except 503 is a generic ``http_error``
 
 from __future__ import annotations
 
-import json
-
+from exporter.ollama.decoding import InvalidLine, load_object
 from exporter.result import Reason
 
 # How much of an error response is read: enough for any Ollama error object (a llama-server
@@ -19,15 +18,14 @@ ERROR_BODY_LIMIT = 16 * 1024
 def error_message(body: bytes) -> str | None:
     """The ``error`` string of an Ollama JSON error body, or None if the body is not one."""
     try:
-        obj = json.loads(body)
-    except ValueError:
+        obj = load_object(body)  # bounded like a stream line: nesting too deep is not JSON
+    except InvalidLine:
         return None
-    if isinstance(obj, dict):
-        err = obj.get("error")
-        if isinstance(err, str):
-            return err
-        if isinstance(err, dict) and isinstance(err.get("message"), str):  # /v1 error shape
-            return str(err["message"])
+    err = obj.get("error")
+    if isinstance(err, str):
+        return err
+    if isinstance(err, dict) and isinstance(err.get("message"), str):  # /v1 error shape
+        return str(err["message"])
     return None
 
 

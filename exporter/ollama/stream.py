@@ -15,11 +15,9 @@ from typing import Any
 from exporter.ollama.decoding import (
     MAX_COUNT,
     MAX_DURATION_NS,
-    MAX_LINE_BYTES,
     Chunk,
     InvalidLine,
     LineSplitter,
-    LineTooLong,
     WholeBody,
     bounded_int,
     error_text,
@@ -29,19 +27,6 @@ from exporter.ollama.decoding import (
     short_reason,
 )
 from exporter.result import ServerStats
-
-__all__ = [
-    "MAX_COUNT",
-    "MAX_DURATION_NS",
-    "MAX_LINE_BYTES",
-    "Chunk",
-    "InvalidLine",
-    "LineSplitter",
-    "LineTooLong",
-    "NdjsonDecoder",
-    "parse_chunk",
-    "whole_answer",
-]
 
 # Fields of the done chunk: wire name → (ServerStats field, largest accepted value).
 _STAT_FIELDS = {

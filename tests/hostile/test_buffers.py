@@ -12,7 +12,7 @@ from functools import partial
 
 import pytest
 
-from exporter.ollama.stream import MAX_LINE_BYTES
+from exporter.ollama.decoding import MAX_LINE_BYTES
 from exporter.result import DETAIL_MAX_BYTES, Reason
 from tests.hostile.probing import (
     MIB,

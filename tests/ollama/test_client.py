@@ -12,7 +12,12 @@ import pytest
 
 from exporter.clock import SystemClock
 from exporter.ollama import client as client_module
-from exporter.ollama.client import OllamaClient, classify_exception
+from exporter.ollama.client import (
+    PARTS_PER_PASS,
+    OllamaClient,
+    StreamResponse,
+    classify_exception,
+)
 from exporter.ollama.network import AsyncioBackend, WireLog
 from exporter.probe import run_probe
 from exporter.result import NS_PER_S, Reason
@@ -74,6 +79,39 @@ async def test_headers_sent_and_env_proxy_ignored(monkeypatch: pytest.MonkeyPatc
         assert sent["authorization"] == "Bearer s3cret"
         assert sent["accept-encoding"] == "identity"
         assert sent["user-agent"].startswith("ollama-probe-exporter/")
+
+
+async def test_a_body_of_tiny_parts_hands_the_loop_back() -> None:
+    """httpx hands over the chunk frames of one socket read without ever waiting: reading
+    thousands of them, the probe and an error body's read still let other tasks run every
+    ``PARTS_PER_PASS`` parts."""
+    count = 100 * PARTS_PER_PASS
+
+    async def frames() -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield b"\n"
+
+    passes = 0
+
+    async def other_task() -> None:
+        nonlocal passes
+        while True:
+            passes += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    try:
+        for read in ("chunks", "read_limited"):
+            response = StreamResponse(httpx.Response(200, content=frames()))
+            before = passes
+            if read == "chunks":
+                assert [part async for part in response.chunks()] == [b"\n"] * count
+            else:
+                assert await response.read_limited(count) == b"\n" * count
+            assert passes - before >= count // PARTS_PER_PASS - 1, read
+    finally:
+        task.cancel()
 
 
 @pytest.mark.parametrize(

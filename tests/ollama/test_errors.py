@@ -25,6 +25,8 @@ from exporter.result import Reason
         (400, b'{"error":"\\"m\\" does not support thinking"}', Reason.HTTP_ERROR),
         (403, b"", Reason.HTTP_ERROR),
         (429, b'{"error":"too many"}', Reason.HTTP_ERROR),
+        (503, b"[" * 16_000, Reason.SERVER_BUSY),  # deeper than the JSON decoder goes
+        (404, b'["model not found"]', Reason.HTTP_ERROR),
     ],
 )
 def test_classify_status(status: int, body: bytes, reason: Reason) -> None:
