@@ -18,6 +18,7 @@ from types import MappingProxyType
 from exporter import __version__
 from exporter.clock import Clock, SystemClock
 from exporter.config import ConfigError, JobSpec, Settings, load_settings
+from exporter.looplag import LoopLagMonitor
 from exporter.recorder import ExporterMetrics, Recorder, new_registry
 from exporter.report import log_fields
 from exporter.result import JobKey, ProbeResult
@@ -54,7 +55,10 @@ class Daemon:
         self._self_metrics = ExporterMetrics(self.registry, __version__)
         self._recorder = Recorder(self.registry)
         self._runner = ProbeRunner(self._clock)
-        self._scheduler = ProbeScheduler(self._runner.run, self._on_result)
+        self._scheduler = ProbeScheduler(
+            self._runner.run, self._on_result, on_start_delay=self._self_metrics.start_delay.observe
+        )
+        self._loop_lag = LoopLagMonitor(self._self_metrics.loop_lag.observe)
         self._results: Mapping[JobKey, ProbeResult | None] = MappingProxyType({})
         self._stop = asyncio.Event()
         self._reloads: set[asyncio.Task[tuple[bool, str]]] = set()
@@ -160,6 +164,7 @@ class Daemon:
             # Everything imported and allocated so far lives for good: freezing it shortens
             # the collector's pauses, which would otherwise land inside probe timings.
             gc.freeze()
+            self._loop_lag.start()
             self._scheduler.start(jobs)
             if self._on_ready is not None:
                 self._on_ready(self.url)
@@ -167,6 +172,7 @@ class Daemon:
         finally:
             log.info("shutting down")
             await self._scheduler.shutdown()
+            self._loop_lag.stop()
             await self._runner.aclose()
             self.web.close()
             self._remove_signals(self._loop)
