@@ -10,6 +10,7 @@ moment that call returned, while a stamp taken when the loop delivers the bytes 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import socket
 import ssl
 import struct
@@ -356,3 +357,13 @@ async def test_socket_options_reach_the_socket(peer: Peer) -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         await stream.aclose()
+
+
+def test_missing_sniffio_is_not_searched_for_again() -> None:
+    """httpcore's per-connection ``import sniffio`` costs a sys.path search when sniffio is
+    absent: the backend makes that import fail at once instead (or sniffio is installed)."""
+    if "sniffio" in sys.modules and sys.modules["sniffio"] is None:
+        with pytest.raises(ImportError):
+            importlib.import_module("sniffio")
+    else:
+        importlib.import_module("sniffio")
