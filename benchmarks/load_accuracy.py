@@ -17,13 +17,16 @@ over its runs; the table shows the median and worst job, and how many jobs are w
 2 ms + 1 % of their TTFT. Alongside, in the same run: the event loop's lag (``LoopLagMonitor``)
 and how late runs started (the scheduler's start delay), over the measured window.
 
-Modes, against the same simulators: every job in step (all start together, as before phases
-existed) or spread by phase, and arrivals stamped by the event loop or by the kernel
-(``SO_TIMESTAMPNS``). The modes take turns in rounds, so that a change in what else the
-machine runs meanwhile falls on all of them alike; the first ``--warmup`` seconds of each
-round are not measured (the first runs come in a burst, the phases apply from the second).
+Two schedules, against the same simulators: every job in step (all start together, as
+before phases existed) or spread by phase. In both, every other target's arrivals are
+stamped by the kernel (``SO_TIMESTAMPNS``) and the others' by the event loop, so the two
+kinds of stamp meet the same load at the same time. The schedules take turns in rounds, so
+that a change in what else the machine runs falls on both alike; the first ``--warmup``
+seconds of each round are not measured (the first runs come in a burst, the phases apply
+from the second). Loop lag, start delay and CPU are the process's, shared by both rows of
+a schedule.
 
-    python -m benchmarks.load_accuracy [--rounds 3] [--seconds 10] [--modes all]
+    python -m benchmarks.load_accuracy [--rounds 3] [--seconds 10] [--schedules in-step,spread]
 """
 
 from __future__ import annotations
@@ -78,19 +81,21 @@ class Load:
         )
 
 
-@dataclass(frozen=True)
-class Mode:
-    name: str
-    in_step: bool
-    kernel_stamps: bool
+# How jobs are placed in their interval: all at once (as before phases), or by phase.
+SCHEDULES = {"in-step": True, "spread": False}
 
 
-MODES = {
-    "main": Mode("in step, loop stamps (as before)", in_step=True, kernel_stamps=False),
-    "kernel": Mode("in step, kernel stamps", in_step=True, kernel_stamps=True),
-    "spread": Mode("spread, loop stamps", in_step=False, kernel_stamps=False),
-    "exporter": Mode("spread, kernel stamps (now)", in_step=False, kernel_stamps=True),
-}
+def kernel_stamped(target_index: int) -> bool:
+    """Every other target's client gets kernel stamps, the rest the loop's: the two kinds
+    of stamp are compared on the same load, at the same time."""
+    return target_index % 2 == 0
+
+
+def row_name(in_step: bool, kernel: bool) -> str:
+    name = f"{'in step' if in_step else 'spread'}, {'kernel' if kernel else 'loop'} stamps"
+    if in_step and not kernel:
+        return name + " (before)"
+    return name + " (now)" if kernel and not in_step else name
 
 
 # The simulator side: a process serving several targets.
@@ -190,9 +195,9 @@ def settings_for(urls: Sequence[str], load: Load) -> Settings:
 
 @dataclass
 class Outcome:
-    """What one mode measured."""
+    """What one schedule measured, per job (``target/model``) where it is per probe."""
 
-    mode: Mode
+    in_step: bool
     ttft_err_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     ttft_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     rate_err_pct: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -204,7 +209,7 @@ class Outcome:
     seconds: float = 0.0  # measured
 
     def add(self, other: Outcome) -> None:
-        """Fold another round of the same mode into this one."""
+        """Fold another round of the same schedule into this one."""
         for mine, theirs in ((self.ttft_err_ms, other.ttft_err_ms), (self.ttft_ms, other.ttft_ms),
                              (self.rate_err_pct, other.rate_err_pct)):  # fmt: skip
             for key, values in theirs.items():
@@ -227,16 +232,18 @@ def _sampler(values: list[float], window: list[float]) -> Callable[[float], None
     return observe
 
 
-async def run_mode(mode: Mode, urls: Sequence[str], load: Load, seconds: float,
-                   warmup: float) -> Outcome:  # fmt: skip
+async def run_round(in_step: bool, urls: Sequence[str], load: Load, seconds: float,
+                    warmup: float) -> Outcome:  # fmt: skip
     settings = settings_for(urls, load)
     for url in urls:
         await asyncio.to_thread(_control, url, "DELETE")
-    outcome = Outcome(mode)
+    outcome = Outcome(in_step)
     results: list[ProbeResult] = []
     runner = ProbeRunner(SystemClock())
-    with mock.patch.object(receive_time, "available", return_value=mode.kernel_stamps):
-        runner.configure(settings.targets)
+    kernel = receive_time.available()
+    stamps = [kernel and kernel_stamped(i) for i in range(len(settings.targets))]
+    with mock.patch.object(receive_time, "available", side_effect=stamps):
+        runner.configure(settings.targets)  # one client, so one backend, per target
     await runner.warm_up()
     begin = time.monotonic() + warmup
     window = [begin, begin + seconds]
@@ -244,7 +251,7 @@ async def run_mode(mode: Mode, urls: Sequence[str], load: Load, seconds: float,
     scheduler = ProbeScheduler(
         runner.run,
         results.append,
-        phase=(lambda _: 0.0) if mode.in_step else phase_fraction,
+        phase=(lambda _: 0.0) if in_step else phase_fraction,
         on_start_delay=_sampler(outcome.start_delay_ms, window),
     )
     monitor.start()
@@ -309,9 +316,10 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _row(outcome: Outcome) -> str:
-    jobs = sorted(outcome.ttft_err_ms)
-    probes = sum(len(v) for v in outcome.ttft_err_ms.values())
+def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
+    wanted = {t for i, t in enumerate(targets) if kernel_stamped(i) == kernel}
+    jobs = sorted(j for j in outcome.ttft_err_ms if j.split("/")[0] in wanted)
+    probes = sum(len(outcome.ttft_err_ms[j]) for j in jobs)
     ttft = [statistics.fmean(outcome.ttft_err_ms[j]) for j in jobs]
     within = sum(
         abs(statistics.fmean(outcome.ttft_err_ms[j]))
@@ -323,21 +331,22 @@ def _row(outcome: Outcome) -> str:
     worst_rate = max(rate, key=abs) if rate else float("nan")
     lag, delay = outcome.loop_lag_ms, outcome.start_delay_ms
     return (
-        f"{outcome.mode.name:<33} {probes:>6} {outcome.failed + outcome.unmatched:>4}  "
-        f"{statistics.median(ttft) if ttft else float('nan'):>+6.2f} {worst_ttft:>+6.2f} "
+        f"{row_name(outcome.in_step, kernel):<28} {probes:>6}  "
+        f"{statistics.median(ttft) if ttft else float('nan'):>+6.2f} {worst_ttft:>+7.2f} "
         f"{within:>4}/{len(jobs):<4} "
         f"{statistics.median(rate) if rate else float('nan'):>+6.2f} {worst_rate:>+6.2f}  "
-        f"{_quantile(lag, 0.5):>5.1f} {_quantile(lag, 0.99):>5.1f} {max(lag, default=0):>6.1f}  "
+        f"{_quantile(lag, 0.5):>5.1f} {_quantile(lag, 0.99):>6.1f} {max(lag, default=0):>6.1f}  "
         f"{_quantile(delay, 0.5):>5.1f} {_quantile(delay, 0.99):>6.1f}  "
-        f"{outcome.cpu_seconds / max(outcome.seconds, 1e-9) * 100:>4.0f}%"
+        f"{outcome.cpu_seconds / max(outcome.seconds, 1e-9) * 100:>4.0f}%  "
+        f"{outcome.failed + outcome.unmatched:>4}"
     )
 
 
 HEADER = (
-    f"{'':<33} {'probes':>6} {'lost':>4}  {'TTFT error ms':^13} {'jobs ok':^9} "
-    f"{'tok/s error %':^13}  {'loop lag ms':^18}  {'start delay ms':^12}  {'CPU':>5}\n"
-    f"{'mode':<33} {'':>6} {'':>4}  {'median':>6} {'worst':>6} {'2ms+1%':^9} "
-    f"{'median':>6} {'worst':>6}  {'p50':>5} {'p99':>5} {'max':>6}  {'p50':>5} {'p99':>6}"
+    f"{'':<28} {'probes':>6}  {'TTFT error ms':^14} {'jobs ok':^9} "
+    f"{'tok/s error %':^13}  {'loop lag ms':^19}  {'start delay ms':^12}  {'CPU':>5}  {'lost':>4}\n"
+    f"{'':<28} {'':>6}  {'median':>6} {'worst':>7} {'2ms+1%':^9} "
+    f"{'median':>6} {'worst':>6}  {'p50':>5} {'p99':>6} {'max':>6}  {'p50':>5} {'p99':>6}"
 )
 
 
@@ -351,19 +360,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured, per round")
     parser.add_argument("--warmup", type=float, default=7.5, help="not measured, per round")
-    parser.add_argument("--rounds", type=int, default=3, help="of every mode, interleaved")
+    parser.add_argument("--rounds", type=int, default=3, help="of each schedule, interleaved")
     parser.add_argument("--sim-processes", type=int, default=2)
-    parser.add_argument("--modes", default="all", help=f"comma-separated: {', '.join(MODES)}")
+    parser.add_argument("--schedules", default="in-step,spread", help="comma-separated")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     load = Load(args.targets, args.models, args.interval, args.first_token, args.tokens, args.rate)
     if args.serve is not None:
         serve(args.serve, load)
         return 0
-    names = list(MODES) if args.modes == "all" else args.modes.split(",")
-    unknown = [n for n in names if n not in MODES]
+    names = args.schedules.split(",")
+    unknown = [n for n in names if n not in SCHEDULES]
     if unknown:
-        parser.error(f"unknown modes: {', '.join(unknown)}")
+        parser.error(f"unknown schedules: {', '.join(unknown)}")
     logging.basicConfig(level=logging.ERROR)  # not one line per simulated target
     gc.collect()
     gc.freeze()  # as the daemon does after start-up
@@ -372,20 +381,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{load.first_token_s * 1000:g} ms to the first token, {load.tokens} tokens at "
         f"{load.tokens_per_second:g} tok/s; {args.sim_processes} simulator processes; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; kernel receive "
-        f"timestamps {'available' if receive_time.available() else 'NOT available'}\n"
-        f"{args.rounds} rounds of every mode, interleaved, each {args.seconds:g} s measured "
+        f"timestamps {'available' if receive_time.available() else 'NOT available'} (every "
+        "other target uses them, the others the loop's)\n"
+        f"{args.rounds} rounds of each schedule, interleaved, each {args.seconds:g} s measured "
         f"after {args.warmup:g} s; errors are measured - the server's write timestamps\n",
         flush=True,
     )
     print(HEADER, flush=True)
-    totals = {name: Outcome(MODES[name]) for name in names}
+    totals = {name: Outcome(SCHEDULES[name]) for name in names}
     with simulators(load, args.sim_processes) as urls:
         for _ in range(args.rounds):
             for name in names:
-                outcome = asyncio.run(run_mode(MODES[name], urls, load, args.seconds, args.warmup))
-                totals[name].add(outcome)
+                round_ = run_round(SCHEDULES[name], urls, load, args.seconds, args.warmup)
+                totals[name].add(asyncio.run(round_))
+        targets = [t.name for t in settings_for(urls, load).targets]
     for outcome in totals.values():
-        print(_row(outcome), flush=True)
+        for kernel in (False, True):
+            print(_row(outcome, kernel, targets), flush=True)
     return 0
 
 
