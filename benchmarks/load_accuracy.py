@@ -331,7 +331,7 @@ def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
     worst_rate = max(rate, key=abs) if rate else float("nan")
     lag, delay = outcome.loop_lag_ms, outcome.start_delay_ms
     return (
-        f"{row_name(outcome.in_step, kernel):<28} {probes:>6}  "
+        f"{row_name(outcome.in_step, kernel):<30} {probes:>6}  "
         f"{statistics.median(ttft) if ttft else float('nan'):>+6.2f} {worst_ttft:>+7.2f} "
         f"{within:>4}/{len(jobs):<4} "
         f"{statistics.median(rate) if rate else float('nan'):>+6.2f} {worst_rate:>+6.2f}  "
@@ -343,9 +343,9 @@ def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
 
 
 HEADER = (
-    f"{'':<28} {'probes':>6}  {'TTFT error ms':^14} {'jobs ok':^9} "
+    f"{'':<30} {'probes':>6}  {'TTFT error ms':^14} {'jobs ok':^9} "
     f"{'tok/s error %':^13}  {'loop lag ms':^19}  {'start delay ms':^12}  {'CPU':>5}  {'lost':>4}\n"
-    f"{'':<28} {'':>6}  {'median':>6} {'worst':>7} {'2ms+1%':^9} "
+    f"{'':<30} {'':>6}  {'median':>6} {'worst':>7} {'2ms+1%':^9} "
     f"{'median':>6} {'worst':>6}  {'p50':>5} {'p99':>6} {'max':>6}  {'p50':>5} {'p99':>6}"
 )
 
