@@ -15,7 +15,9 @@ chunk (both on the host's monotonic clock), and tokens/s error = reported rate /
 the server's writes of the first and last text chunks - 1. Each job's errors are averaged
 over its runs; the table shows the median and worst job, and how many jobs are within
 2 ms + 1 % of their TTFT. Alongside, in the same run: the event loop's lag (``LoopLagMonitor``)
-and how late runs started (the scheduler's start delay), over the measured window.
+and how late runs started (the scheduler's start delay), over the measured window; and from
+``t0`` to when the server had read the request (connect and send, the client's delays in
+them included, and the server's own).
 
 Two schedules, against the same simulators: every job in step (all start together, as
 before phases existed) or spread by phase. In both, every other target's arrivals are
@@ -201,6 +203,7 @@ class Outcome:
     ttft_err_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     ttft_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     rate_err_pct: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    sent_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     loop_lag_ms: list[float] = field(default_factory=list)
     start_delay_ms: list[float] = field(default_factory=list)
     failed: int = 0
@@ -211,7 +214,8 @@ class Outcome:
     def add(self, other: Outcome) -> None:
         """Fold another round of the same schedule into this one."""
         for mine, theirs in ((self.ttft_err_ms, other.ttft_err_ms), (self.ttft_ms, other.ttft_ms),
-                             (self.rate_err_pct, other.rate_err_pct)):  # fmt: skip
+                             (self.rate_err_pct, other.rate_err_pct),
+                             (self.sent_ms, other.sent_ms)):  # fmt: skip
             for key, values in theirs.items():
                 mine[key] += values
         self.loop_lag_ms += other.loop_lag_ms
@@ -302,6 +306,7 @@ def _compare(
             continue
         writes = candidates[0]["text_write_ns"]
         key = f"{job.target}/{job.model}"
+        outcome.sent_ms[key].append((candidates[0]["received_ns"] - result.t0_ns) / 1e6)
         outcome.ttft_err_ms[key].append((t_first - writes[0]) / 1e6)
         outcome.ttft_ms[key].append(result.ttft_ns / 1e6)
         truth = (len(writes) - 1) / ((writes[-1] - writes[0]) / NS_PER_S)
@@ -330,6 +335,7 @@ def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
     worst_ttft = max(ttft, key=abs) if ttft else float("nan")
     worst_rate = max(rate, key=abs) if rate else float("nan")
     lag, delay = outcome.loop_lag_ms, outcome.start_delay_ms
+    sent = [v for j in jobs for v in outcome.sent_ms[j]]
     return (
         f"{row_name(outcome.in_step, kernel):<30} {probes:>6}  "
         f"{statistics.median(ttft) if ttft else float('nan'):>+6.2f} {worst_ttft:>+7.2f} "
@@ -337,6 +343,7 @@ def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
         f"{statistics.median(rate) if rate else float('nan'):>+6.2f} {worst_rate:>+6.2f}  "
         f"{_quantile(lag, 0.5):>5.1f} {_quantile(lag, 0.99):>6.1f} {max(lag, default=0):>6.1f}  "
         f"{_quantile(delay, 0.5):>5.1f} {_quantile(delay, 0.99):>6.1f}  "
+        f"{_quantile(sent, 0.5):>5.1f} {_quantile(sent, 0.99):>6.1f}  "
         f"{outcome.cpu_seconds / max(outcome.seconds, 1e-9) * 100:>4.0f}%  "
         f"{outcome.failed + outcome.unmatched:>4}"
     )
@@ -344,9 +351,11 @@ def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
 
 HEADER = (
     f"{'':<30} {'probes':>6}  {'TTFT error ms':^14} {'jobs ok':^9} "
-    f"{'tok/s error %':^13}  {'loop lag ms':^19}  {'start delay ms':^12}  {'CPU':>5}  {'lost':>4}\n"
+    f"{'tok/s error %':^13}  {'loop lag ms':^19}  {'start delay ms':^12}  "
+    f"{'t0 to request ms':^12}  {'CPU':>5}  {'lost':>4}\n"
     f"{'':<30} {'':>6}  {'median':>6} {'worst':>7} {'2ms+1%':^9} "
-    f"{'median':>6} {'worst':>6}  {'p50':>5} {'p99':>6} {'max':>6}  {'p50':>5} {'p99':>6}"
+    f"{'median':>6} {'worst':>6}  {'p50':>5} {'p99':>6} {'max':>6}  {'p50':>5} {'p99':>6}  "
+    f"{'p50':>5} {'p99':>6}"
 )
 
 
