@@ -229,6 +229,9 @@ class _StampingProtocol(asyncio.Protocol):
         await self._closed
 
 
+_NO_PROTOCOL = asyncio.Protocol()  # what a closed transport talks to
+
+
 class _StampedSocketTransport(asyncio.Transport):
     """A TCP transport that reads with ``recvmsg``, to get the kernel's receive timestamps.
 
@@ -493,6 +496,9 @@ class _StampedSocketTransport(asyncio.Transport):
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
             self._sock.close()
+            # The protocol refers to this transport: without the cycle, both go as soon as
+            # the connection's last user drops them, not at the collector's next full pass.
+            self._protocol = _NO_PROTOCOL
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
