@@ -689,7 +689,13 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                     _connected_socket(host, port, local_address), timeout, httpcore.ConnectTimeout
                 )
                 protocol = _StampingProtocol(self._now)
-                _StampedSocketTransport(loop, sock, protocol, self._bridge, wire.connect_started_ns)
+                try:
+                    _StampedSocketTransport(
+                        loop, sock, protocol, self._bridge, wire.connect_started_ns
+                    )
+                except OSError:  # reset between connect and now: no peer name to ask for
+                    sock.close()
+                    raise
         except OSError as err:
             raise httpcore.ConnectError(str(err)) from err
         stream = AsyncioStream(protocol, wire)
