@@ -49,7 +49,7 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from unittest import mock
 
 from exporter.clock import SystemClock
@@ -226,6 +226,25 @@ class Outcome:
         self.seconds += other.seconds
 
 
+class Measured(NamedTuple):
+    """What the comparison needs of a ProbeResult: plain values only. Holding the results
+    themselves (with their /api/ps inventories) would grow the collector's work through
+    the run, and with it the event loop's lag, which the daemon does not do."""
+
+    target: str
+    model: str
+    success: bool
+    t0_ns: int | None
+    ttft_ns: int | None
+    tokens_per_second: float | None
+
+
+def _measured(result: ProbeResult) -> Measured:
+    job = result.job
+    return Measured(job.target, job.model, result.success, result.t0_ns, result.ttft_ns,
+                    result.tokens_per_second)  # fmt: skip
+
+
 def _sampler(values: list[float], window: list[float]) -> Callable[[float], None]:
     """Records a value (in ms) if it comes between ``window[0]`` and ``window[1]``."""
 
@@ -242,7 +261,7 @@ async def run_round(in_step: bool, urls: Sequence[str], load: Load, seconds: flo
     for url in urls:
         await asyncio.to_thread(_control, url, "DELETE")
     outcome = Outcome(in_step)
-    results: list[ProbeResult] = []
+    results: list[Measured] = []
     runner = ProbeRunner(SystemClock())
     kernel = receive_time.available()
     stamps = [kernel and kernel_stamped(i) for i in range(len(settings.targets))]
@@ -254,7 +273,7 @@ async def run_round(in_step: bool, urls: Sequence[str], load: Load, seconds: flo
     monitor = LoopLagMonitor(_sampler(outcome.loop_lag_ms, window))
     scheduler = ProbeScheduler(
         runner.run,
-        results.append,
+        lambda result: results.append(_measured(result)),
         phase=(lambda _: 0.0) if in_step else phase_fraction,
         on_start_delay=_sampler(outcome.start_delay_ms, window),
     )
@@ -277,7 +296,7 @@ async def run_round(in_step: bool, urls: Sequence[str], load: Load, seconds: flo
 def _compare(
     outcome: Outcome,
     settings: Settings,
-    results: list[ProbeResult],
+    results: list[Measured],
     records: dict[str, list[dict[str, Any]]],
     window: list[float],
 ) -> None:
@@ -295,17 +314,16 @@ def _compare(
         if not result.success or result.ttft_ns is None or result.tokens_per_second is None:
             outcome.failed += 1
             continue
-        job = result.job
         t_first = result.t0_ns + result.ttft_ns
         candidates = [
-            r for r in served[(urls[job.target].rstrip("/"), job.model)]
+            r for r in served[(urls[result.target].rstrip("/"), result.model)]
             if result.t0_ns <= r["received_ns"] <= t_first
         ]  # fmt: skip
         if len(candidates) != 1:
             outcome.unmatched += 1
             continue
         writes = candidates[0]["text_write_ns"]
-        key = f"{job.target}/{job.model}"
+        key = f"{result.target}/{result.model}"
         outcome.sent_ms[key].append((candidates[0]["received_ns"] - result.t0_ns) / 1e6)
         outcome.ttft_err_ms[key].append((t_first - writes[0]) / 1e6)
         outcome.ttft_ms[key].append(result.ttft_ns / 1e6)
