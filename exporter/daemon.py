@@ -29,6 +29,7 @@ from types import MappingProxyType
 from exporter import __version__
 from exporter.clock import Clock, SystemClock
 from exporter.config import ConfigError, JobSpec, Settings, load_settings
+from exporter.looplag import LoopLagMonitor
 from exporter.recorder import ExporterMetrics, Recorder, new_registry
 from exporter.report import log_fields
 from exporter.result import JobKey, ProbeResult
@@ -70,7 +71,10 @@ class Daemon:
         self._self_metrics = ExporterMetrics(self.registry, __version__)
         self._recorder = Recorder(self.registry)
         self._runner = ProbeRunner(self._clock)
-        self._scheduler = ProbeScheduler(self._runner.run, self._on_result)
+        self._scheduler = ProbeScheduler(
+            self._runner.run, self._on_result, on_start_delay=self._self_metrics.start_delay.observe
+        )
+        self._loop_lag = LoopLagMonitor(self._self_metrics.loop_lag.observe)
         self._results: Mapping[JobKey, ProbeResult | None] = MappingProxyType({})
         self._stop = asyncio.Event()
         self._reloads: set[asyncio.Task[tuple[bool, str]]] = set()
@@ -212,6 +216,7 @@ class Daemon:
             gc.freeze()
             # The jobs of the config as it is now: a SIGHUP during the warm-up may have
             # replaced the one the process started with.
+            self._loop_lag.start()
             self._scheduler.start(self.settings.jobs())
             if self._on_ready is not None:
                 self._on_ready(self.url)
@@ -219,6 +224,7 @@ class Daemon:
         finally:
             log.info("shutting down")
             await self._scheduler.shutdown()
+            self._loop_lag.stop()
             await self._runner.aclose()
             self.web.close()
             self._remove_signals(self._loop)

@@ -67,8 +67,18 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
+# The exporter's own delays: sub-millisecond when all is well, seconds when it is starved.
+LOOP_LAG_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+START_DELAY_BUCKETS = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+
 class ExporterMetrics:
-    """Metrics about the exporter itself: version and config reloads (as blackbox_exporter)."""
+    """Metrics about the exporter itself: version and config reloads (as blackbox_exporter),
+    and its own delays, which are measurement error in every probe it runs meanwhile."""
 
     def __init__(self, registry: CollectorRegistry, version: str) -> None:
         Gauge(
@@ -86,6 +96,18 @@ class ExporterMetrics:
             "Unix time of the last successful configuration load or reload.",
             registry=registry,
         )
+        self.loop_lag = Histogram(
+            "ollama_probe_exporter_event_loop_lag_seconds",
+            "How late the probes' event loop ran a timer, sampled about 10 times a second: the "
+            "delay of everything on the loop, probe starts and deadlines included.",
+            buckets=LOOP_LAG_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.start_delay = Histogram(
+            "ollama_probe_exporter_probe_start_delay_seconds",
+            "How long after its scheduled time each run began (before waiting for its "
+            "target's concurrency slot).",
+            buckets=START_DELAY_BUCKETS, registry=registry,
+        )  # fmt: skip
 
     def config_loaded(self, ok: bool, when: float) -> None:
         self.reload_ok.set(1 if ok else 0)

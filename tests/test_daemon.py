@@ -146,6 +146,17 @@ async def test_reload_swaps_jobs_and_refuses_a_bad_file(running: Running) -> Non
     assert running.sample("ollama_probe_runs_total", **job("good:1b")) is not None
 
 
+async def test_own_delays_are_measured(running: Running) -> None:
+    """Each run's start delay is observed, and the event loop's lag is sampled meanwhile."""
+    await wait_until(
+        lambda: (
+            (running.sample("ollama_probe_exporter_probe_start_delay_seconds_count") or 0)
+            >= len(SCRIPTS)
+            and (running.sample("ollama_probe_exporter_event_loop_lag_seconds_count") or 0) >= 1
+        )
+    )
+
+
 async def test_stop_returns_and_releases_the_port(tmp_path: Path) -> None:
     """``run()`` returns after ``stop()``, its listener closed and signal handlers removed."""
     async with OllamaSimulator(SCRIPTS) as sim:

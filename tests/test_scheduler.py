@@ -1,5 +1,6 @@
-"""Scheduling rules with a scripted probe function (no network): start-up run, no overlap,
-errors contained, reload without a burst, skipped runs logged once, and a clean shutdown."""
+"""Scheduling rules with a scripted probe function (no network): start-up run, phases, no
+overlap, errors contained, reload without a burst, skipped runs logged once, start delays,
+and a clean shutdown."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 
 from exporter.config import JobSpec
 from exporter.result import ProbeResult
-from exporter.scheduler import ProbeScheduler
+from exporter.scheduler import STARTUP_SPREAD_S, PhaseTrigger, ProbeScheduler, phase_fraction
 from tests.support.jobs import make_settings
 
 URL = "http://127.0.0.1:9"  # never contacted: the probe function here is a fake
@@ -61,7 +63,8 @@ class Recorder:
 
 
 async def test_first_probe_runs_at_start_up() -> None:
-    """With a 1 h interval, every job still runs once right away."""
+    """With a 1 h interval, every job still runs once right away (within its share of the
+    first second)."""
     rec = Recorder()
     sched = ProbeScheduler(rec.probe, rec.results.append)
     sched.start(jobs(["a", "b"], "1h"))
@@ -107,9 +110,10 @@ async def test_shutdown_cancels_in_flight_probes_quickly() -> None:
 
 
 async def test_replace_jobs_keeps_schedule_of_unchanged_jobs() -> None:
-    """A reload runs new jobs at once, does not re-run kept ones, and stops removed ones."""
+    """A reload runs new jobs at once, does not re-run kept ones, and stops removed ones
+    (phases at 0: where in the first second each job starts is not the point here)."""
     rec = Recorder()
-    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
     sched.start(jobs(["a", "b"], "1h"))
     await wait_until(lambda: len(rec.results) == 2)
     sched.replace_jobs(jobs(["a", "c"], "1h"))
@@ -153,3 +157,89 @@ async def test_shutdown_right_after_start_leaves_no_job_error(
         assert not sched.running
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert errors == []
+
+
+def test_phases_are_stable_and_spread_evenly() -> None:
+    """A job's phase is a function of its key alone, and a thousand keys cover the interval
+    evenly: every tenth of it holds about a tenth of them."""
+    keys = [f"target-{i % 50}/model-{i // 50}/p" for i in range(1000)]
+    phases = [phase_fraction(key) for key in keys]
+    assert phases == [phase_fraction(key) for key in keys]
+    assert all(0.0 <= p < 1.0 for p in phases)
+    per_tenth = Counter(int(p * 10) for p in phases)
+    assert all(60 <= per_tenth[tenth] <= 140 for tenth in range(10)), per_tenth
+
+
+def test_phase_trigger_keeps_to_its_grid() -> None:
+    """Next run: the first grid point from now (no run yet), the next one after a run on the
+    grid, and after an early first run the first one at least an interval later."""
+    anchor = datetime(2030, 1, 1, 0, 0, 7, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    trigger = PhaseTrigger(minute, anchor)
+    now = anchor + timedelta(minutes=5, seconds=30)
+    assert trigger.get_next_fire_time(None, now) == anchor + 6 * minute
+    assert trigger.get_next_fire_time(None, anchor + 2 * minute) == anchor + 2 * minute
+    assert trigger.get_next_fire_time(anchor + 2 * minute, now) == anchor + 3 * minute
+    early = anchor - timedelta(seconds=6)  # a start-up run before the phase
+    assert trigger.get_next_fire_time(early, early) == anchor + minute
+
+
+async def test_first_runs_follow_the_phases() -> None:
+    """Jobs start in phase order over the first second, then move to their phase in the
+    interval: the next run is on the grid, at least an interval after the first."""
+    phases = {"sim/a/p": 0.6, "sim/b/p": 0.2}
+    order: list[str] = []
+    rec = Recorder()
+
+    async def probe(spec: JobSpec) -> ProbeResult:
+        order.append(spec.model)
+        return await rec.probe(spec)
+
+    sched = ProbeScheduler(probe, rec.results.append, phase=phases.__getitem__)
+    sched.start(jobs(["a", "b"], "1h"))
+    await wait_until(lambda: len(rec.results) == 2, timeout=5 + STARTUP_SPREAD_S)
+    assert order == ["b", "a"]
+    epoch = sched._epoch
+    assert epoch is not None
+    for job_id, phase in phases.items():
+        job = sched._scheduler.get_job(job_id)
+        assert job.next_run_time == epoch + timedelta(hours=phase) + timedelta(hours=1)
+    await sched.shutdown()
+
+
+async def test_in_step_jobs_share_one_grid() -> None:
+    """With every phase 0 (the benchmark's "in step"), all jobs are due at the same times."""
+    rec = Recorder()
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
+    sched.start(jobs(["a", "b", "c"], "1h"))
+    await wait_until(lambda: len(rec.results) == 3)
+    due = {job.next_run_time for job in sched._scheduler.get_jobs()}
+    assert len(due) == 1
+    await sched.shutdown()
+
+
+async def test_interval_change_moves_a_job_to_its_new_grid() -> None:
+    """A reload that changes a job's interval reschedules it on the new interval's grid."""
+    rec = Recorder()
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.5)
+    sched.start(jobs(["a"], "1h"))
+    await wait_until(lambda: len(rec.results) == 1)
+    sched.replace_jobs(jobs(["a"], "2h"))
+    epoch = sched._epoch
+    assert epoch is not None
+    next_run = sched._scheduler.get_job("sim/a/p").next_run_time
+    assert next_run == epoch + timedelta(hours=1)  # the 2 h grid: epoch + 1 h + k * 2 h
+    await sched.shutdown()
+    assert rec.calls == Counter({"a": 1})
+
+
+async def test_each_run_reports_its_start_delay() -> None:
+    """Every run that starts reports how late it started: once per run, never negative."""
+    delays: list[float] = []
+    rec = Recorder()
+    sched = ProbeScheduler(rec.probe, rec.results.append, on_start_delay=delays.append)
+    sched.start(jobs(["a", "b"], "100ms"))
+    await wait_until(lambda: len(rec.results) >= 6)
+    await sched.shutdown()
+    assert len(delays) == sum(rec.calls.values())
+    assert all(delay >= 0.0 for delay in delays)

@@ -6,13 +6,16 @@ even an IP literal with ``getaddrinfo`` in a worker thread and connects inside a
 each TTFT on our 2-core test machine (``benchmarks/accuracy.py``). TTFT must include DNS and
 connect, but not our own overhead.
 
-This backend is a plain ``asyncio.Protocol``: ``loop.create_connection`` skips resolution
-for IP literals and resolves host names as usual, and ``data_received`` timestamps each
-arrival with the injected clock the moment the event loop hands it over, before any HTTP
-parsing and without waiting for a reader coroutine to be resumed. The start of each
-connection (before DNS, TCP and TLS: the probe's ``t0``) is stamped too. Both go to the
-``WireLog`` of the exchange (see ``recording``), with what a failed exchange needs to be
-classified: whether the peer closed the connection, and the first bytes it sent.
+This backend connects with plain asyncio (no resolution for IP literals, host names resolved
+as usual) and stamps each arrival before any HTTP parsing and without waiting for a reader
+coroutine to be resumed. Where Linux offers receive timestamps (``receive_time``), a small
+socket transport reads with ``recvmsg`` and takes the kernel's stamp of the bytes: the time
+they reached the host, however busy the event loop was with other streams when it got to
+them (with 200 streams in flight that is ~10 ms). Elsewhere the stamp is the moment the
+loop hands the bytes to ``data_received``. The start of each connection (before DNS, TCP
+and TLS: the probe's ``t0``) is stamped too. Both go to the ``WireLog`` of the exchange (see
+``recording``), with what a failed exchange needs to be classified: whether the peer closed
+the connection, and the first bytes it sent.
 
 Errors and timeouts map onto httpcore's exceptions as the AnyIO backend maps them, so httpx's
 error types are unchanged (a TLS failure is still ``ConnectError`` caused by ``ssl.SSLError``).
@@ -21,7 +24,11 @@ error types are unchanged (a TLS failure is still ``ConnectError`` caused by ``s
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import logging
+import socket
 import ssl
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,11 +38,37 @@ from typing import Any
 
 import httpcore
 
+from exporter.ollama import receive_time
+from exporter.ollama.receive_time import RealtimeBridge
+
+log = logging.getLogger(__name__)
+
 CLOSE_WAIT_S = 1.0
 # Stop reading from the socket while this much is buffered and unread (flow control).
 HIGH_WATER_BYTES = 1024 * 1024
+# At most this much per socket read (httpcore asks for 64 KiB at a time).
+READ_BYTES = 64 * 1024
+# Write-buffer limits of the stamping transport, as asyncio's own transports set them.
+WRITE_HIGH_WATER_BYTES = 64 * 1024
 # How many of a connection's first bytes a WireLog keeps: enough to see "HTTP/" or not.
 HEAD_BYTES = 16
+
+
+def _no_sniffio_lookups() -> None:
+    """Let ``import sniffio`` fail at once when sniffio is not installed.
+
+    httpcore tries ``import sniffio`` each time it sets up one of its locks or events: a few
+    times per connection, one of them between connect and sending the request, inside TTFT.
+    anyio 4 no longer brings sniffio along, and a failed import searches every ``sys.path``
+    entry again each time: ~0.35 ms of event-loop time per attempt on our test machine. A
+    ``None`` in ``sys.modules`` is Python's own way of saying "not importable" (an
+    ``ImportError`` in ~1 µs); httpcore then assumes asyncio, which is what runs it here.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+_no_sniffio_lookups()
 
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
@@ -82,6 +115,8 @@ def recording(wire: WireLog) -> Iterator[WireLog]:
 
 
 async def _with_timeout(coro: Any, timeout: float | None, exc: type[Exception]) -> Any:
+    if timeout is None:  # every body read of a probe: its deadline is the prober's own
+        return await coro
     try:
         async with asyncio.timeout(timeout):
             return await coro
@@ -90,10 +125,16 @@ async def _with_timeout(coro: Any, timeout: float | None, exc: type[Exception]) 
 
 
 class _StampingProtocol(asyncio.Protocol):
-    """Buffers received data with its arrival time; wakes one waiting reader."""
+    """Buffers received data with its arrival time; wakes one waiting reader.
+
+    Over a ``_StampedSocketTransport`` the arrival time is the one it took for the read that
+    delivered the data (with TLS: the read of the ciphertext, decrypted within the same
+    call); over any other transport, the moment ``data_received`` runs.
+    """
 
     def __init__(self, now: Callable[[], int]) -> None:
         self._now = now
+        self._stamper: _StampedSocketTransport | None = None
         self._chunks: deque[tuple[int, bytes]] = deque()
         self._buffered = 0
         self._eof = False
@@ -107,9 +148,13 @@ class _StampingProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if isinstance(transport, _StampedSocketTransport):
+            self._stamper = transport  # kept across start_tls: it still reads the socket
 
     def data_received(self, data: bytes) -> None:
-        self._chunks.append((self._now(), data))
+        stamper = self._stamper
+        stamp = self._now() if stamper is None else stamper.arrival_ns
+        self._chunks.append((stamp, data))
         self._buffered += len(data)
         if self._buffered > HIGH_WATER_BYTES and not self._paused and self.transport:
             self._paused = True
@@ -182,6 +227,278 @@ class _StampingProtocol(asyncio.Protocol):
 
     async def wait_closed(self) -> None:
         await self._closed
+
+
+_NO_PROTOCOL = asyncio.Protocol()  # what a closed transport talks to
+
+
+class _StampedSocketTransport(asyncio.Transport):
+    """A TCP transport that reads with ``recvmsg``, to get the kernel's receive timestamps.
+
+    asyncio's own socket transport reads with ``recv``, which drops the ancillary data the
+    stamps come in, and offers no hook to read differently. This one does what a client
+    connection needs and no more: reads (into a buffered protocol too: TLS via
+    ``loop.start_tls`` is one), buffered writes with flow control, half-close, close and
+    abort. ``arrival_ns`` is the arrival time of the bytes of the latest read, set before
+    they are handed to the protocol.
+    """
+
+    _start_tls_compatible = True  # loop.start_tls accepts any transport that says so
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        bridge: RealtimeBridge,
+        floor_ns: int,
+    ) -> None:
+        extra = {"socket": sock, "sockname": sock.getsockname(), "peername": sock.getpeername()}
+        super().__init__(extra)
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._bridge = bridge
+        self._floor_ns = floor_ns
+        self.arrival_ns = floor_ns
+        self._protocol = protocol
+        self._buffer = bytearray()
+        self._closing = False  # close() or abort() called, or a fatal error
+        self._lost = False  # connection_lost is scheduled
+        self._eof = False  # write_eof() called
+        self._reading = True
+        self._writing_paused = False
+        self._high_water = WRITE_HIGH_WATER_BYTES
+        self._low_water = WRITE_HIGH_WATER_BYTES // 4
+        protocol.connection_made(self)
+        if not self._closing and self._reading:
+            loop.add_reader(self._fd, self._read_ready)
+
+    # Reading
+
+    def _read_ready(self) -> None:
+        protocol = self._protocol
+        try:
+            if isinstance(protocol, asyncio.BufferedProtocol):
+                buffer = memoryview(protocol.get_buffer(-1))
+                if not buffer.nbytes:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                size, ancillary, _, _ = self._sock.recvmsg_into(
+                    [buffer], receive_time.ANCILLARY_BYTES
+                )
+                data = b""
+            else:
+                data, ancillary, _, _ = self._sock.recvmsg(READ_BYTES, receive_time.ANCILLARY_BYTES)
+                size = len(data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc)
+            return
+        if not size:
+            self._read_eof()
+            return
+        self.arrival_ns = self._bridge.arrival(receive_time.kernel_stamp(ancillary), self._floor_ns)
+        try:
+            if isinstance(protocol, asyncio.BufferedProtocol):
+                protocol.buffer_updated(size)
+            else:
+                assert isinstance(protocol, asyncio.Protocol)
+                protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc)
+
+    def _read_eof(self) -> None:
+        self.pause_reading()
+        try:
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc)
+            return
+        if not keep_open:
+            self.close()
+
+    def pause_reading(self) -> None:
+        if self._closing or not self._reading:
+            return
+        self._reading = False
+        self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        if self._closing or self._reading:
+            return
+        self._reading = True
+        self._loop.add_reader(self._fd, self._read_ready)
+
+    def is_reading(self) -> bool:
+        return self._reading and not self._closing
+
+    # Writing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._eof:
+            raise RuntimeError("cannot call write() after write_eof()")
+        if self._closing or not data:
+            return  # as asyncio's transports: writes after a close go nowhere
+        if not self._buffer:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc)
+                return
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+            self._loop.add_writer(self._fd, self._write_ready)
+        self._buffer += data
+        if not self._writing_paused and len(self._buffer) > self._high_water:
+            self._writing_paused = True
+            self._call_protocol("pause_writing")
+
+    def _write_ready(self) -> None:
+        if self._lost:
+            return
+        try:
+            sent = self._sock.send(self._buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.remove_writer(self._fd)
+            self._buffer.clear()
+            self._fatal_error(exc)
+            return
+        del self._buffer[:sent]
+        if self._writing_paused and len(self._buffer) <= self._low_water:
+            self._writing_paused = False
+            self._call_protocol("resume_writing")
+        if self._buffer:
+            return
+        self._loop.remove_writer(self._fd)
+        if self._closing:
+            self._lose(None)
+        elif self._eof:
+            self._shutdown_write()
+
+    def _call_protocol(self, name: str) -> None:
+        try:
+            getattr(self._protocol, name)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {
+                    "message": f"protocol.{name}() failed",
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._fatal_error(exc)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low_water, self._high_water
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        high = WRITE_HIGH_WATER_BYTES if high is None else high
+        low = high // 4 if low is None else low
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water, self._low_water = high, low
+
+    # The protocol, closing
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Stop reading; once what is buffered has been written, close the socket."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        if not self._buffer:
+            self._lose(None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        """Close at once, dropping unsent data (``SSLProtocol`` calls this one too)."""
+        if self._lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._loop.remove_writer(self._fd)
+        if not self._closing:
+            self._closing = True
+            self._loop.remove_reader(self._fd)
+        self._lose(exc)
+
+    def _fatal_error(self, exc: BaseException) -> None:
+        if not isinstance(exc, OSError):
+            self._loop.call_exception_handler(
+                {
+                    "message": "fatal error on a stamping transport",
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _lose(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._loop.call_soon(self._connection_lost, exc)
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)  # type: ignore[arg-type]
+        finally:
+            # Unregister before closing: the descriptor number goes back to the OS for reuse.
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+            self._sock.close()
+            # The protocol refers to this transport: without the cycle, both go as soon as
+            # the connection's last user drops them, not at the collector's next full pass.
+            self._protocol = _NO_PROTOCOL
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -280,11 +597,71 @@ def _started(now_ns: int) -> WireLog:
     return wire
 
 
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend interface over plain asyncio; ``now`` stamps in ns."""
+def _literal_address(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]] | None:
+    """``host`` as a socket address if it is an IP literal: nothing to resolve."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return [(family, (host, port) if family == socket.AF_INET else (host, port, 0, 0))]
+    return None
 
-    def __init__(self, now: Callable[[], int]) -> None:
+
+async def _connected_socket(host: str, port: int, local_address: str | None) -> socket.socket:
+    """A connected, non-blocking TCP socket asking for receive timestamps.
+
+    As ``loop.create_connection`` does it: IP literals are not resolved, a host name's
+    addresses are tried in order, and one error is raised as it is (several are joined).
+    """
+    loop = asyncio.get_running_loop()
+    addresses = _literal_address(host, port)
+    if addresses is None:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [(family, address) for family, _, _, _, address in infos]
+        if not addresses:
+            raise OSError("getaddrinfo() returned empty list")
+    errors: list[OSError] = []
+    for family, address in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            receive_time.enable(sock)
+            if local_address is not None:
+                sock.bind((local_address, 0))
+            await loop.sock_connect(sock, address)
+        except OSError as err:
+            sock.close()
+            errors.append(err)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if len(errors) == 1 or len({str(err) for err in errors}) == 1:
+        raise errors[0]
+    raise OSError(f"Multiple exceptions: {', '.join(str(err) for err in errors)}")
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend interface over plain asyncio; ``now`` stamps in ns.
+
+    ``kernel_stamps`` (default: where ``receive_time.available()``) reads TCP connections
+    through ``_StampedSocketTransport``; without it, asyncio's own transport is used and
+    arrivals are stamped when the loop delivers them.
+    """
+
+    def __init__(self, now: Callable[[], int], *, kernel_stamps: bool | None = None) -> None:
         self._now = now
+        if kernel_stamps is None:
+            kernel_stamps = receive_time.available()
+        self._bridge = RealtimeBridge(now) if kernel_stamps else None
+
+    @property
+    def kernel_stamps(self) -> bool:
+        """Whether TCP arrivals are stamped by the kernel (where it stamps them)."""
+        return self._bridge is not None
 
     async def connect_tcp(
         self,
@@ -295,16 +672,30 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         wire = _started(self._now())
+        assert wire.connect_started_ns is not None
         loop = asyncio.get_running_loop()
-        local = None if local_address is None else (local_address, 0)
         try:
-            _, protocol = await _with_timeout(
-                loop.create_connection(
-                    lambda: _StampingProtocol(self._now), host, port, local_addr=local
-                ),
-                timeout,
-                httpcore.ConnectTimeout,
-            )
+            if self._bridge is None:
+                local = None if local_address is None else (local_address, 0)
+                _, protocol = await _with_timeout(
+                    loop.create_connection(
+                        lambda: _StampingProtocol(self._now), host, port, local_addr=local
+                    ),
+                    timeout,
+                    httpcore.ConnectTimeout,
+                )
+            else:
+                sock = await _with_timeout(
+                    _connected_socket(host, port, local_address), timeout, httpcore.ConnectTimeout
+                )
+                protocol = _StampingProtocol(self._now)
+                try:
+                    _StampedSocketTransport(
+                        loop, sock, protocol, self._bridge, wire.connect_started_ns
+                    )
+                except OSError:  # reset between connect and now: no peer name to ask for
+                    sock.close()
+                    raise
         except OSError as err:
             raise httpcore.ConnectError(str(err)) from err
         stream = AsyncioStream(protocol, wire)
