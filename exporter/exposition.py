@@ -15,14 +15,15 @@ gauges) are rendered by prometheus-client as before.
 Gzip: the pre-rendered part is deflated once per change and cached, as a non-final deflate
 block ending on a byte boundary (``Z_SYNC_FLUSH``); each scrape deflates only the small
 dynamic part and ends the stream, and the CRC continues over both. The result is one
-ordinary gzip member. Level 1: this text compresses ~28-fold at level 1 as at level 9,
-five times faster.
+ordinary gzip member. Level 1: this text compresses ~28-fold at level 1 as at level 9. With
+results arriving between scrapes (a fleet's steady state) every gzip scrape deflates the
+whole text, 44 MB at 2,000 jobs: the standard library's zlib takes ~75 ms for that, ISA-L
+(``isal``, same ratio) ~10 ms, and both leave the interpreter lock to the probes meanwhile.
 """
 
 from __future__ import annotations
 
 import threading
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -31,7 +32,13 @@ from prometheus_client import CollectorRegistry, exposition
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+try:
+    from isal import isal_zlib as deflate
+except ImportError:  # a platform without an isal wheel: the standard library, slower
+    import zlib as deflate  # type: ignore[no-redef]
+
 GZIP_LEVEL = 1
+RAW_DEFLATE = -15  # wbits: a bare deflate stream, no zlib or gzip framing
 # Socket writes and zlib calls take the text in pieces of this size: big enough that a
 # scrape needs the interpreter lock only a few dozen times (while results are being
 # recorded, each time can mean waiting out a 5 ms switch interval), small enough to cost
@@ -77,13 +84,13 @@ class Rendered:
         """(open raw deflate stream, CRC-32) of the text; computed once, by one thread."""
         with self._lock:
             if self._deflated is None:
-                compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+                compressor = deflate.compressobj(GZIP_LEVEL, deflate.DEFLATED, RAW_DEFLATE)
                 stream: list[bytes] = []
                 crc = 0
                 for batch in batches(self.parts, DEFLATE_BATCH_BYTES):
                     stream.append(compressor.compress(batch))  # the lock released inside
-                    crc = zlib.crc32(batch, crc)
-                stream.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+                    crc = deflate.crc32(batch, crc)
+                stream.append(compressor.flush(deflate.Z_SYNC_FLUSH))
                 self._deflated = (b"".join(stream), crc)
             return self._deflated
 
@@ -177,11 +184,11 @@ def render(registry: Registry, accept: str | None, accept_encoding: str | None) 
             crc = part_crc
         else:
             for batch in batches(rendered.parts, DEFLATE_BATCH_BYTES):
-                crc = zlib.crc32(batch, crc)
+                crc = deflate.crc32(batch, crc)
         size += rendered.length
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    parts += [compressor.compress(tail), compressor.flush(zlib.Z_FINISH)]
-    crc = zlib.crc32(tail, crc)
+    compressor = deflate.compressobj(GZIP_LEVEL, deflate.DEFLATED, RAW_DEFLATE)
+    parts += [compressor.compress(tail), compressor.flush(deflate.Z_FINISH)]
+    crc = deflate.crc32(tail, crc)
     size += len(tail)
     parts.append(
         (crc & 0xFFFFFFFF).to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")

@@ -15,7 +15,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from exporter import buckets
+from exporter import buckets, exposition
 from exporter.exposition import Registry, render
 from exporter.recorder import ExporterMetrics, Recorder, _count, new_registry
 from exporter.result import JobKey, JobShape, ProbeResult, Reason, ServerStats
@@ -102,9 +102,14 @@ def test_openmetrics_negotiation(registry: Registry) -> None:
     assert {s.value for s in runs.samples if s.labels["target"] == "gpu-1"} == {5.0}
 
 
-def test_gzip_is_one_member_with_the_identity_body(registry: Registry) -> None:
+@pytest.mark.parametrize("module", ["isal", "zlib"])
+def test_gzip_is_one_member_with_the_identity_body(
+    registry: Registry, module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The gzip body is a single, complete gzip member (any client can read it) holding the
-    same text as the identity body."""
+    same text as the identity body, with ISA-L or with the standard library's zlib."""
+    if module == "zlib":
+        monkeypatch.setattr(exposition, "deflate", zlib)
     zipped = render(registry, None, "gzip, deflate")
     assert zipped.gzipped
     data = b"".join(zipped.body)
