@@ -8,9 +8,13 @@ from ``/proc``:
 
 - at rest: plain text, gzip (what Prometheus asks for) and OpenMetrics, each timed from the
   request to the last byte of the body;
+- in the steady state: results arrive at the fleet's pace (2,000 jobs every 60 s, 33 a
+  second), so every scrape finds something changed, as Prometheus's would; gzip, as
+  Prometheus asks;
 - during a burst: a thread in the child records a result for every job, round after round and
   as fast as it can (the start-up burst, when every job fires at once, is milder), while the
-  parent keeps scraping;
+  parent keeps scraping; the thread's CPU time per result is what recording costs the event
+  loop;
 - idle: the real daemon (``python -m exporter``) with one job against the simulator, its RSS
   after a few scrapes.
 
@@ -125,21 +129,28 @@ def serve(targets: int, models: int, profiles: int, baseline: bool) -> int:
     web.start()
     lock = threading.Lock()  # the daemon records from one thread: the event loop
 
-    def burst(seconds: float) -> None:
-        end = time.monotonic() + seconds
+    def burst(seconds: float, rate: float) -> None:
+        """Results for ``seconds``: ``rate`` a second, or as fast as possible (0)."""
+        start = time.monotonic()
+        end = start + seconds
         n = 0
-        while time.monotonic() < end:
+        cpu = time.thread_time()
+        while (now := time.monotonic()) < end:
+            if rate and n > (now - start) * rate:
+                time.sleep(0.005)
+                continue
             key = jobs[n % len(jobs)]
             with lock:
                 recorder.record(success(key, n) if n % 10 else failure(key, n))
             n += 1
-        print(f"BURST {n}", flush=True)
+        print(f"BURST {n} {(time.thread_time() - cpu) / max(n, 1) * 1e6:.1f}", flush=True)
 
     print(f"URL {web.local_url} {len(jobs)}", flush=True)
     for line in sys.stdin:
         command, *args = line.split()
         if command == "burst":
-            threading.Thread(target=burst, args=(float(args[0]),), daemon=True).start()
+            rate = float(args[1]) if len(args) > 1 else 0.0
+            threading.Thread(target=burst, args=(float(args[0]), rate), daemon=True).start()
         elif command == "quit":
             break
     web.close()
@@ -180,6 +191,8 @@ class Report:
     gzipped: list[Scrape] = field(default_factory=list)
     openmetrics: list[Scrape] = field(default_factory=list)
     burst: list[Scrape] = field(default_factory=list)
+    steady: list[Scrape] = field(default_factory=list)
+    record_us: float = 0.0
     first: Scrape | None = None
     burst_results: int = 0
     rss_rest_mib: float = 0.0
@@ -241,6 +254,14 @@ def measure_fleet(
             report.gzipped.append(scrape(url, encoding="gzip"))
         for _ in range(max(1, scrapes // 3)):
             report.openmetrics.append(scrape(url, accept=OPENMETRICS))
+        steady_s = max(1.0, scrapes * 0.3)
+        proc.stdin.write(f"burst {steady_s} {jobs / 60}\n")
+        proc.stdin.flush()
+        end = time.monotonic() + steady_s
+        while time.monotonic() < end - 0.3 or not report.steady:
+            time.sleep(0.1)  # a few results land between two scrapes
+            report.steady.append(scrape(url, encoding="gzip"))
+        proc.stdout.readline()
         proc.stdin.write(f"burst {burst_s}\n")
         proc.stdin.flush()
         end = time.monotonic() + burst_s
@@ -248,7 +269,9 @@ def measure_fleet(
         while time.monotonic() < end - 0.2 or not report.burst:
             encoding = ("identity", "gzip")[len(report.burst) % 2]
             report.burst.append(scrape(url, encoding=encoding))
-        report.burst_results = int(proc.stdout.readline().split()[1])
+        _, results, record_us = proc.stdout.readline().split()
+        report.burst_results = int(results)
+        report.record_us = float(record_us)
         report.rss_peak_mib = rss_kib(proc.pid)[1] / 1024
         return report
 
@@ -276,6 +299,7 @@ def lines(report: Report, base: Report | None, idle: float | None) -> list[str]:
         ("text", report.text, base.text if base else []),
         ("gzip", report.gzipped, base.gzipped if base else []),
         ("OpenMetrics", report.openmetrics, base.openmetrics if base else []),
+        ("steady gzip", report.steady, base.steady if base else []),
         ("burst", report.burst, base.burst if base else []),
     ):
         median, worst = Report.ms(ours)
@@ -284,6 +308,7 @@ def lines(report: Report, base: Report | None, idle: float | None) -> list[str]:
             line += f"   prometheus-client median {Report.ms(theirs)[0]:8.1f} ms"
         out.append(line)
     out.append(f"  RSS at rest {report.rss_rest_mib:.0f} MiB, peak {report.rss_peak_mib:.0f} MiB")
+    out.append(f"  recording: {report.record_us:.0f} µs of CPU per result")
     if idle is not None:
         out.append(f"  idle RSS of a one-job daemon {idle:.0f} MiB")
     return out
