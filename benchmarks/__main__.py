@@ -5,7 +5,8 @@ row is an error against a scripted truth or a ratio to a baseline that ran in th
 invocation, interleaved with the exporter where it can be:
 
 - CPU per streamed chunk (``benchmarks.cpu_per_chunk``) against the classic loop (``requests``
-  + ``iter_lines`` + ``json.loads``), plain httpx and the bare-protocol floor;
+  + ``iter_lines`` + ``json.loads``), plain httpx and the bare-protocol floor, with a
+  prototype of the exporter's decoder on the bare protocol (what httpx's layers cost);
 - TTFT and tokens/s errors against the simulator's scripted truth (``benchmarks.accuracy``),
   for the exporter, plain httpx and the floor;
 - scrapes at fleet size (``benchmarks.scrape``) against prometheus-client rendering the same
@@ -120,6 +121,12 @@ def cpu_rows(table: Table, sizes: Sizes) -> None:
                 f"{base} {statistics.median(row.samples[base]):.1f}",
                 f"{statistics.median(row.ratios('exporter', base)):.2f}",
             )
+        table.add(
+            "  lean transport (prototype)",
+            f"{statistics.median(row.samples['lean']):.1f}",
+            "classic loop",
+            f"{statistics.median(row.ratios('lean')):.2f}",
+        )
 
 
 def _median(values: list[float]) -> str:

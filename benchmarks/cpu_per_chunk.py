@@ -12,7 +12,10 @@ turns within each round, so they see the same machine, and ratios are taken with
   tokens-per-second loop;
 - ``plain httpx``: ``httpx.AsyncClient.stream`` + ``aiter_lines`` + ``json.loads``;
 - ``floor``: the bare protocol of ``tests/support/floor.py`` (the request written on
-  connect, newlines counted in ``data_received``): what receiving the bytes costs at all.
+  connect, newlines counted in ``data_received``): what receiving the bytes costs at all;
+- ``lean``: a prototype, not the exporter: the floor's protocol with HTTP chunked framing
+  undone by hand and the exporter's own decoder and timeline on top, i.e. what the exporter
+  would cost without httpx's and httpcore's layers between the socket and the decoder.
 
     python -m benchmarks.cpu_per_chunk [--rounds N] [--tokens N] [--api generate|chat|openai]
 """
@@ -39,12 +42,13 @@ import requests
 from exporter.clock import SystemClock
 from exporter.config import JobSpec
 from exporter.ollama.client import OllamaClient
-from exporter.ollama.payload import API_PATHS
+from exporter.ollama.payload import API_PATHS, decoder_for
 from exporter.probe import run_probe
+from exporter.timeline import Timeline
 from tests.support.floor import floor_request
 from tests.support.jobs import make_job
 
-CLIENTS = ("exporter", "classic", "plain httpx", "floor")
+CLIENTS = ("exporter", "classic", "plain httpx", "floor", "lean")
 
 
 @contextmanager
@@ -144,6 +148,64 @@ async def floor(url: str, api: str, tokens: int) -> None:
         transport.close()
 
 
+class _Lean(asyncio.Protocol):
+    """The floor plus chunked framing, the exporter's decoder and its timeline."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[int], job: JobSpec) -> None:
+        self._request = request
+        self._done = done
+        self._decoder = decoder_for(job.profile)
+        self._timeline = Timeline()
+        self._buf = bytearray()
+        self._body = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        t_ns = time.monotonic_ns()
+        buf = self._buf
+        buf += data
+        if not self._body:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            del buf[: end + 4]
+            self._body = True
+        while (eol := buf.find(b"\r\n")) >= 0:
+            size = int(buf[:eol], 16)
+            if len(buf) < eol + 2 + size + 2:
+                return
+            payload = bytes(buf[eol + 2 : eol + 2 + size])
+            del buf[: eol + 2 + size + 2]
+            for chunk in self._decoder.feed(payload):
+                if chunk is not None:
+                    self._timeline.observe(chunk, t_ns)
+                    if chunk.done and not self._done.done():
+                        self._done.set_result(self._timeline.chunks)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_exception(RuntimeError("lean: stream ended before done"))
+
+
+async def lean(url: str, job: JobSpec, api: str, tokens: int) -> None:
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+    request = floor_request(url, "bench:1b", api=api, tokens=tokens)
+    transport, _ = await loop.create_connection(
+        lambda: _Lean(request, done, job), parts.hostname, parts.port
+    )
+    try:
+        await done
+    finally:
+        transport.close()
+
+
 async def exporter(client: OllamaClient, job: JobSpec) -> None:
     result = await run_probe(client, job, SystemClock())
     if not result.success:
@@ -178,6 +240,7 @@ def measure(url: str, api: str, tokens: int, rounds: int) -> Row:
         "classic": lambda: classic(url, api, tokens),
         "plain httpx": lambda: plain_httpx(plain, url, api, tokens),
         "floor": lambda: floor(url, api, tokens),
+        "lean": lambda: lean(url, job, api, tokens),
     }
 
     def once(name: str) -> float:

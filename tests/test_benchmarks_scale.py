@@ -41,7 +41,7 @@ def test_suite_prints_one_table() -> None:
     lines = suite.run(suite.SMOKE)
     text = "\n".join(lines)
     assert lines[0].startswith("make bench: ")
-    for row in ("CPU µs/chunk, generate", "classic loop", "plain httpx", "floor",
+    for row in ("CPU µs/chunk, generate", "classic loop", "plain httpx", "floor", "lean",
                 "TTFT error ms, gpu-like", "scrape ms, gzip", "prometheus-client",
                 "RSS MiB at rest / peak"):  # fmt: skip
         assert row in text, row
