@@ -42,6 +42,6 @@ def test_suite_prints_one_table() -> None:
     text = "\n".join(lines)
     assert lines[0].startswith("make bench: ")
     for row in ("CPU µs/chunk, generate", "classic loop", "plain httpx", "floor", "lean",
-                "TTFT error ms, gpu-like", "scrape ms, gzip", "prometheus-client",
+                "TTFT error ms, gpu-like", "scrape ms, gzip, 33 results/s", "prometheus-client",
                 "RSS MiB at rest / peak"):  # fmt: skip
         assert row in text, row
