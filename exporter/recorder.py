@@ -36,6 +36,7 @@ import threading
 from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Literal
 
 from prometheus_client import (
@@ -111,6 +112,8 @@ class ExporterMetrics:
 
 
 Kind = Literal["counter", "gauge", "histogram"]
+_LABELS = "\x00"  # where a histogram template takes its labels
+_INF = float("inf")
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: cheap, and unique
@@ -128,8 +131,18 @@ class Family:
     buckets: tuple[float, ...] = ()
     text_header: bytes = field(init=False, repr=False)
     openmetrics_header: bytes = field(init=False, repr=False)
+    les: tuple[str, ...] = field(init=False, repr=False)
+    template: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        les = (*map(_go, self.buckets), "+Inf")
+        object.__setattr__(self, "les", les)
+        # A histogram's block for any labels: ``_LABELS`` stands for them, ``%d`` for the
+        # cumulative counts and ``%s`` for the sum, filled by two calls in C.
+        name = self.name
+        template = "".join(f'{name}_bucket{{le="{le}",{_LABELS}}} %d.0\n' for le in les)
+        template += f"{name}_count{{{_LABELS}}} %d.0\n{name}_sum{{{_LABELS}}} %s\n"
+        object.__setattr__(self, "template", template)
         empty = [Metric(self.name, self.doc, self.kind)]
         group = _Families(empty)
         text: bytes = exposition.generate_latest(group)
@@ -321,7 +334,10 @@ class ProbeMetrics:
 
 
 def _go(value: float) -> str:
-    """A value as prometheus-client prints it (Go's float formatting)."""
+    """A value as prometheus-client prints it (Go's float formatting): Python's ``repr``
+    below a million, where the two agree, prometheus-client's own function beyond."""
+    if -_INF < value < 1_000_000:
+        return repr(float(value))
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
@@ -353,10 +369,19 @@ class _Histogram:
         self.counts[bisect_left(bounds, value)] += 1  # the first bound >= value
         self.sum += value
 
-    def lines(self, family: Family, les: tuple[str, ...], labels: str) -> Iterator[str]:
+    def render(self, family: Family, labels: str, escaped: str) -> str:
+        """The family's lines for these labels (``escaped``: the same with ``%`` doubled):
+        one template filled in, for counts that print as ``12.0``; line by line beyond
+        (Go prints 1e6 as ``1e+06``)."""
+        totals = list(accumulate(self.counts))
+        if totals[-1] < 1_000_000:
+            return family.template.replace(_LABELS, escaped) % (*totals, totals[-1], _go(self.sum))
+        return "".join(self.lines(family, labels))
+
+    def lines(self, family: Family, labels: str) -> Iterator[str]:
         name = family.name
         total = 0
-        for le, n in zip(les, self.counts, strict=True):
+        for le, n in zip(family.les, self.counts, strict=True):
             total += n
             yield f'{name}_bucket{{le="{le}",{labels}}} {_count(total)}\n'
         yield f"{name}_count{{{labels}}} {_count(total)}\n"
@@ -366,13 +391,15 @@ class _Histogram:
 class _Job:
     """One job's numbers, and its label strings rendered once."""
 
-    __slots__ = ("by_reason", "hists", "job", "key", "reason_hists", "reason_labels", "scalars",
-                 "stream")  # fmt: skip
+    __slots__ = ("alive", "by_reason", "hists", "job", "key", "reason_hists", "reason_labels",
+                 "scalars", "stream", "stream_escaped")  # fmt: skip
 
     def __init__(self, key: JobKey) -> None:
+        self.alive = True  # until a reload drops the job
         self.job = _labels(target=key.target, model=key.model, probe=key.probe)
         self.stream = _labels(target=key.target, model=key.model, probe=key.probe,
                               parallel=str(key.shape.parallel))  # fmt: skip
+        self.stream_escaped = self.stream.replace("%", "%%")
         self.reason_labels: dict[str, str] = {}
         self.scalars: dict[Family, float] = {}
         self.by_reason: dict[Family, dict[str, float]] = {}
@@ -402,7 +429,7 @@ class Recorder:
         self.metrics = ProbeMetrics()
         self._families = self.metrics.all()
         self._index = {family: i for i, family in enumerate(self._families)}
-        self._les = {f: (*map(_go, f.buckets), "+Inf") for f in self._families}
+        # Owners: a job's ``_Job`` (hashed by identity: cheap) or a (target, model) pair.
         self._blocks: list[dict[Hashable, bytes]] = [{} for _ in self._families]
         self._state: dict[JobKey, _Job] = {}
         self._models: frozenset[tuple[str, str]] = frozenset()
@@ -450,9 +477,10 @@ class Recorder:
         m = self.metrics
         with self._lock:
             for key in [k for k in self._state if k not in new]:
-                del self._state[key]
+                gone = self._state.pop(key)
+                gone.alive = False
                 for owners in self._blocks:
-                    owners.pop(key, None)
+                    owners.pop(gone, None)
             self._changed()
         for key in new:
             if key in self._state:
@@ -466,7 +494,7 @@ class Recorder:
             job.by_reason[m.errors] = dict.fromkeys((r.value for r in Reason), 0.0)
             if key.shape.skippable:
                 job.by_reason[m.skipped] = dict.fromkeys((s.value for s in SkipReason), 0.0)
-            self._render(key, job, (*m.precreated(key), m.errors, m.skipped))
+            self._render(job, (*m.precreated(key), m.errors, m.skipped))
         models = frozenset((key.target, key.model) for key in new)
         for pair in self._models - models:
             self._drop_model(pair)
@@ -495,7 +523,7 @@ class Recorder:
             aggregate = result.parallel_tokens_per_second
             if aggregate is not None:
                 self._observe(job, m.parallel_tokens_per_second, aggregate, touched)
-        self._render(key, job, touched)
+        self._render(job, touched)
         return True
 
     def _probe(self, result: ProbeResult, job: _Job, touched: set[Family]) -> None:
@@ -551,32 +579,39 @@ class Recorder:
         hist.observe(family.buckets, value)
         touched.add(family)
 
-    def _render(self, key: JobKey, job: _Job, families: Iterable[Family]) -> None:
+    def _render(self, job: _Job, families: Iterable[Family]) -> None:
         """Re-render ``job``'s block of each family and publish them at once."""
         m = self.metrics
         blocks: list[tuple[int, bytes]] = []
         for family in families:
-            lines: list[str] = []
-            if family is m.error_duration:
-                for reason, by_reason in job.reason_hists.items():
-                    lines += by_reason.lines(family, self._les[family], job.with_reason(reason))
-            elif family.kind == "histogram":
-                hist = job.hists.get(family)
-                if hist is not None:
-                    lines += hist.lines(family, self._les[family], job.stream)
+            if family.kind == "histogram":
+                if family is m.error_duration:
+                    text = "".join(
+                        hist.render(family, labels, labels.replace("%", "%%"))
+                        for hist, labels in (
+                            (h, job.with_reason(r)) for r, h in job.reason_hists.items()
+                        )
+                    )
+                else:
+                    hist = job.hists.get(family)
+                    if hist is None:
+                        continue
+                    text = hist.render(family, job.stream, job.stream_escaped)
             elif family in job.by_reason:
-                for reason, value in job.by_reason[family].items():
-                    lines.append(f"{family.sample}{{{job.with_reason(reason)}}} {_go(value)}\n")
+                text = "".join(
+                    f"{family.sample}{{{job.with_reason(reason)}}} {_go(value)}\n"
+                    for reason, value in job.by_reason[family].items()
+                )
             elif family in job.scalars:
-                value = job.scalars[family]
-                lines.append(f"{family.sample}{{{job.job}}} {_go(value)}\n")
-            if lines:
-                blocks.append((self._index[family], "".join(lines).encode()))
+                text = f"{family.sample}{{{job.job}}} {_go(job.scalars[family])}\n"
+            else:
+                continue
+            blocks.append((self._index[family], text.encode()))
         with self._lock:
-            if self._state.get(key) is not job:
+            if not job.alive:
                 return  # dropped by a reload meanwhile
             for index, block in blocks:
-                self._blocks[index][key] = block
+                self._blocks[index][job] = block
             self._changed()
 
     def _changed(self) -> None:

@@ -17,11 +17,19 @@ from prometheus_client.utils import floatToGoString
 
 from exporter import buckets, exposition
 from exporter.exposition import Registry, render
-from exporter.recorder import ExporterMetrics, Recorder, _count, new_registry
+from exporter.recorder import (
+    ExporterMetrics,
+    ProbeMetrics,
+    Recorder,
+    _count,
+    _go,
+    _Histogram,
+    new_registry,
+)
 from exporter.result import JobKey, JobShape, ProbeResult, Reason, ServerStats
 from exporter.web import WebHooks, WebServer, make_app
 
-A = JobKey("gpu-1", 'odd "model"\\name', "short")
+A = JobKey("gpu-1", 'odd "model"\\name at 100%d', "short")
 B = JobKey("gpu-2", "qwen3:0.6b", "par", JobShape(parallel=2))
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
@@ -79,6 +87,24 @@ def test_histogram_lines_are_prometheus_clients(registry: Registry) -> None:
 @pytest.mark.parametrize("n", [0, 1, 12, 999_999, 1_000_000, 1_234_567, 10**16])
 def test_counts_are_formatted_as_prometheus_client_does(n: int) -> None:
     assert _count(n) == floatToGoString(float(n))
+
+
+@pytest.mark.parametrize(
+    "value", [0.0, 0.1, 1e-7, 123456.789, 999_999.9, 1_000_000.0, 2.5e9, float("inf"),
+              float("-inf"), float("nan"), -3.5, -2e7],
+)  # fmt: skip
+def test_values_are_formatted_as_prometheus_client_does(value: float) -> None:
+    assert _go(value) == floatToGoString(value)
+
+
+def test_a_million_observations_print_as_go_does() -> None:
+    """Past a million, counts take Go's exponent form, in the template's place."""
+    family = ProbeMetrics().ttft
+    hist = _Histogram(len(family.buckets))
+    hist.counts[0] = 1_500_000
+    text = hist.render(family, 'model="m"', 'model="m"')
+    assert f'{family.name}_bucket{{le="0.005",model="m"}} 1.5e+06\n' in text
+    assert f'{family.name}_count{{model="m"}} 1.5e+06\n' in text
 
 
 def test_fast_path_equals_prometheus_client_rendering(registry: Registry) -> None:
