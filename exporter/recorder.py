@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Literal
@@ -388,14 +388,26 @@ class _Histogram:
         yield f"{name}_sum{{{labels}}} {_go(self.sum)}\n"
 
 
-class _Job:
+class _Owner:
+    """Whose lines a block holds (a job, or a model on a target): its block of each family,
+    and where each block sits in the exposition's flat list of blocks."""
+
+    __slots__ = ("alive", "blocks", "slots")
+
+    def __init__(self, families: int) -> None:
+        self.alive = True  # until a reload drops it
+        self.blocks = [b""] * families
+        self.slots = [-1] * families
+
+
+class _Job(_Owner):
     """One job's numbers, and its label strings rendered once."""
 
-    __slots__ = ("alive", "by_reason", "hists", "job", "key", "reason_hists", "reason_labels",
+    __slots__ = ("by_reason", "hists", "job", "key", "reason_hists", "reason_labels",
                  "scalars", "stream", "stream_escaped")  # fmt: skip
 
-    def __init__(self, key: JobKey) -> None:
-        self.alive = True  # until a reload drops the job
+    def __init__(self, key: JobKey, families: int) -> None:
+        super().__init__(families)
         self.job = _labels(target=key.target, model=key.model, probe=key.probe)
         self.stream = _labels(target=key.target, model=key.model, probe=key.probe,
                               parallel=str(key.shape.parallel))  # fmt: skip
@@ -419,21 +431,25 @@ class _Job:
 class Recorder:
     """Applies finished runs to the metrics, and keeps the series in line with the config.
 
-    Called from one thread (the event loop); scrapes read from theirs. Each family keeps one
-    block of exposition bytes per owner (a job, or a model on a target); a result re-renders
-    its job's blocks of the families it touched, and a scrape copies the lists of blocks
-    under a lock held for microseconds, then joins them without it.
+    Called from one thread (the event loop); scrapes read from theirs. The exposition is one
+    flat list of blocks: each family's header, then one block per owner (a job, or a model
+    on a target), empty until the owner has lines there. A result re-renders its job's
+    blocks of the families it touched and puts them in their places; a scrape copies the
+    list under a lock held for well under a millisecond, then joins it without the lock.
+    The layout changes only when the config does.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.metrics = ProbeMetrics()
         self._families = self.metrics.all()
         self._index = {family: i for i, family in enumerate(self._families)}
-        # Owners: a job's ``_Job`` (hashed by identity: cheap) or a (target, model) pair.
-        self._blocks: list[dict[Hashable, bytes]] = [{} for _ in self._families]
+        self._per_model = frozenset(self._index[f] for f in self.metrics.per_model())
         self._state: dict[JobKey, _Job] = {}
-        self._models: frozenset[tuple[str, str]] = frozenset()
+        self._models: dict[tuple[str, str], _Owner] = {}
         self._model_values: dict[tuple[str, str], tuple[float, ...]] = {}
+        self._flat: list[bytes] = []
+        self._headers_at: list[int] = []
+        self._length = 0  # of the blocks in _flat
         self._lock = threading.Lock()
         self._generation = 0
         self._cache: dict[bool, tuple[int, Rendered]] = {}
@@ -452,12 +468,13 @@ class Recorder:
             cached = self._cache.get(openmetrics)
             if cached is not None and cached[0] == generation:
                 return cached[1]
-            blocks = [list(owners.values()) for owners in self._blocks]
-        parts: list[bytes] = []
-        for family, owned in zip(self._families, blocks, strict=True):
-            parts.append(family.openmetrics_header if openmetrics else family.text_header)
-            parts += owned
-        rendered = Rendered(parts)
+            parts = self._flat.copy()
+            headers_at = self._headers_at
+            length = self._length
+        for family, at in zip(self._families, headers_at, strict=True):
+            parts[at] = header = family.openmetrics_header if openmetrics else family.text_header
+            length += len(header)
+        rendered = Rendered(parts, length)
         with self._lock:
             if self._generation == generation:
                 self._cache[openmetrics] = (generation, rendered)
@@ -475,17 +492,14 @@ class Recorder:
         """Pre-create series for configured jobs; drop every series of jobs no longer there."""
         new = dict.fromkeys(jobs)
         m = self.metrics
-        with self._lock:
-            for key in [k for k in self._state if k not in new]:
-                gone = self._state.pop(key)
-                gone.alive = False
-                for owners in self._blocks:
-                    owners.pop(gone, None)
-            self._changed()
+        families = len(self._families)
+        for key in [k for k in self._state if k not in new]:
+            self._state.pop(key).alive = False
+        added: list[_Job] = []
         for key in new:
             if key in self._state:
                 continue
-            job = self._state[key] = _Job(key)
+            job = self._state[key] = _Job(key, families)
             for family in m.precreated(key):
                 if family.kind == "histogram":
                     job.hists[family] = _Histogram(len(family.buckets))
@@ -494,11 +508,33 @@ class Recorder:
             job.by_reason[m.errors] = dict.fromkeys((r.value for r in Reason), 0.0)
             if key.shape.skippable:
                 job.by_reason[m.skipped] = dict.fromkeys((s.value for s in SkipReason), 0.0)
-            self._render(job, (*m.precreated(key), m.errors, m.skipped))
-        models = frozenset((key.target, key.model) for key in new)
-        for pair in self._models - models:
-            self._drop_model(pair)
-        self._models = models
+            added.append(job)
+        pairs = dict.fromkeys((key.target, key.model) for key in new)
+        for pair in [p for p in self._models if p not in pairs]:
+            self._models.pop(pair).alive = False
+            self._model_values.pop(pair, None)
+        for pair in pairs:
+            if pair not in self._models:
+                self._models[pair] = _Owner(families)
+        self._relayout()
+        for job in added:
+            self._render(job, (*m.precreated(job.key), m.errors, m.skipped))
+
+    def _relayout(self) -> None:
+        """Place every owner's blocks in a new flat list: after a config change only."""
+        flat: list[bytes] = []
+        headers_at: list[int] = []
+        for index in range(len(self._families)):
+            headers_at.append(len(flat))
+            flat.append(b"")
+            owners = self._models.values() if index in self._per_model else self._state.values()
+            for owner in owners:
+                owner.slots[index] = len(flat)
+                flat.append(owner.blocks[index])
+        length = sum(map(len, flat))
+        with self._lock:
+            self._flat, self._headers_at, self._length = flat, headers_at, length
+            self._changed()
 
     def record(self, result: ProbeResult) -> bool:
         """Apply one run's result; False (and nothing recorded) if its job left the config."""
@@ -607,11 +643,17 @@ class Recorder:
             else:
                 continue
             blocks.append((self._index[family], text.encode()))
+        self._publish(job, blocks)
+
+    def _publish(self, owner: _Owner, blocks: list[tuple[int, bytes]]) -> None:
+        """Put an owner's new blocks in their places, all at once for the scrapes."""
         with self._lock:
-            if not job.alive:
+            if not owner.alive:
                 return  # dropped by a reload meanwhile
+            flat, slots, held = self._flat, owner.slots, owner.blocks
             for index, block in blocks:
-                self._blocks[index][job] = block
+                self._length += len(block) - len(held[index])
+                held[index] = flat[slots[index]] = block
             self._changed()
 
     def _changed(self) -> None:
@@ -624,14 +666,16 @@ class Recorder:
         """The target's configured models as /api/ps listed them; unknown (no series) when
         it could not be read: "not loaded" would be a claim nobody checked."""
         if inventory.models is None:
-            for pair in self._models:
-                if pair[0] == inventory.target:
-                    self._drop_model(pair)
+            for pair, known in self._models.items():
+                if pair[0] == inventory.target and pair in self._model_values:
+                    del self._model_values[pair]
+                    self._publish(known, [(index, b"") for index in self._per_model])
             return
         m = self.metrics
         for entry in inventory.models:
             pair = (inventory.target, entry.model)
-            if pair not in self._models:
+            owner = self._models.get(pair)
+            if owner is None:
                 continue
             values = (1.0 if entry.loaded else 0.0, float(entry.size_bytes),
                       float(entry.vram_bytes), 1.0 if entry.partial_offload else 0.0)  # fmt: skip
@@ -639,21 +683,10 @@ class Recorder:
                 continue
             self._model_values[pair] = values
             labels = _labels(target=pair[0], model=pair[1])
-            rendered = [
+            self._publish(owner, [
                 (self._index[family], f"{family.name}{{{labels}}} {_go(v)}\n".encode())
                 for family, v in zip(m.per_model(), values, strict=True)
-            ]
-            with self._lock:
-                for index, block in rendered:
-                    self._blocks[index][pair] = block
-                self._changed()
-
-    def _drop_model(self, pair: tuple[str, str]) -> None:
-        self._model_values.pop(pair, None)
-        with self._lock:
-            for family in self.metrics.per_model():
-                self._blocks[self._index[family]].pop(pair, None)
-            self._changed()
+            ])  # fmt: skip
 
 
 def _seconds(ns: int | None) -> float | None:
