@@ -8,10 +8,12 @@ into events, and the timeline turns stamped events into the result. Deadlines:
 - ``timeout`` is a hard limit on the whole exchange from ``t0`` (a cold load included);
 - ``stall_timeout`` limits the gap after each chunk, once the first chunk has arrived.
 
-Both are one ``asyncio.timeout`` rescheduled after every read, so which limit fired is known:
-before any text it is ``timeout_first_token``, a gap is ``timeout_stall``, and the overall
-limit after text began is ``timeout_total``. The per-read path stays cheap and in this order:
-take the arrival stamp, then split and parse.
+Both end the exchange through one ``asyncio.timeout``, so which limit fired is known: before
+any text it is ``timeout_first_token``, a gap is ``timeout_stall``, and the overall limit
+after text began is ``timeout_total``. The stall limit is a watchdog (``_StallWatch``) that
+wakes once per ``stall_timeout`` rather than a timer moved at every read: a read only notes
+its time. The per-read path stays cheap and in this order: take the arrival stamp, then
+split and parse.
 
 Nothing the server sends is held without a bound: a compressed body is refused rather than
 decoded, an error body is read up to ``ERROR_BODY_LIMIT``, a line up to ``MAX_LINE_BYTES``,
@@ -46,6 +48,49 @@ from exporter.timeline import Timeline
 LINES_PER_PASS = 64
 
 
+class _StallWatch:
+    """Ends the exchange when no read came for ``stall_s``, once the first chunk is in.
+
+    Rescheduling the timeout after every read cost a timer cancelled and one created per
+    chunk (and a heap of cancelled timers); here a read stores its time, and one timer per
+    ``stall_s`` checks it, re-arming itself for the last read's limit. A limit at or past
+    the overall deadline is left to that deadline (``timeout_total``), as before.
+    """
+
+    def __init__(self, limit: asyncio.Timeout, stall_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._limit = limit
+        deadline = limit.when()
+        assert deadline is not None
+        self._deadline = deadline
+        self._stall_s = stall_s
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self.fired = False
+
+    def fed(self, now: float) -> None:
+        """A read arrived at loop time ``now``."""
+        self._last = now
+        if self._timer is None:
+            self._arm(now + self._stall_s)
+
+    def _arm(self, when: float) -> None:
+        if when < self._deadline:
+            self._timer = self._loop.call_at(when, self._check)
+
+    def _check(self) -> None:
+        due = self._last + self._stall_s
+        if self._loop.time() < due:
+            self._arm(due)  # a read came meanwhile: wait for its limit
+            return
+        self.fired = True
+        self._limit.reschedule(self._loop.time())  # the exchange ends with TimeoutError
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class _Probe:
     """The state of one probe in flight; ``run_probe`` is its only user."""
 
@@ -55,7 +100,7 @@ class _Probe:
         self.timeline = Timeline(streamed=spec.profile.stream)
         self.wire = WireLog()
         self.sent_ns = clock.monotonic_ns()
-        self.stall_armed = False
+        self.stall: _StallWatch | None = None
 
     def t0_ns(self) -> int:
         """When the connection started, as the transport stamped it; else when we sent."""
@@ -91,25 +136,27 @@ class _Probe:
 
     async def read_stream(self, response: StreamResponse, limit: asyncio.Timeout) -> ProbeResult:
         loop = asyncio.get_running_loop()
-        deadline = limit.when()
-        assert deadline is not None
-        stall_s = self.spec.profile.stall_timeout
+        self.stall = stall = _StallWatch(limit, self.spec.profile.stall_timeout)
         decoder = decoder_for(self.spec.profile)
+        timeline = self.timeline
+        wire = self.wire
         t_ns = self.clock.monotonic_ns()
-        async for data in response.chunks():
-            # The transport stamped the socket read behind these bytes, before any parsing.
-            t_ns = self.wire.last_arrival_ns or self.clock.monotonic_ns()
-            for n, chunk in enumerate(decoder.feed(data), start=1):
-                result = self.take(chunk, t_ns)
-                if result is not None:
-                    return result
-                if n % LINES_PER_PASS == 0:
-                    await asyncio.sleep(0)
-            if self.timeline.chunks:
-                stall_at = loop.time() + stall_s
-                self.stall_armed = stall_at < deadline
-                limit.reschedule(min(stall_at, deadline))
-        return self.at_eof(decoder, t_ns)
+        try:
+            async for data in response.chunks():
+                # The transport stamped the socket read behind these bytes, before parsing.
+                t_ns = wire.last_arrival_ns or self.clock.monotonic_ns()
+                for n, chunk in enumerate(decoder.feed(data), start=1):
+                    if chunk is not None:
+                        result = self.take(chunk, t_ns)
+                        if result is not None:
+                            return result
+                    if n % LINES_PER_PASS == 0:
+                        await asyncio.sleep(0)
+                if timeline.chunks:
+                    stall.fed(loop.time())
+            return self.at_eof(decoder, t_ns)
+        finally:
+            stall.cancel()
 
     def take(self, chunk: Chunk | None, t_ns: int) -> ProbeResult | None:
         """Apply one event; a result ends the probe (done, or an error)."""
@@ -136,7 +183,7 @@ class _Probe:
 
     def timeout_reason(self) -> tuple[Reason, str]:
         profile = self.spec.profile
-        if self.stall_armed:
+        if self.stall is not None and self.stall.fired:
             return Reason.TIMEOUT_STALL, f"no chunk for {profile.stall_timeout:g} s (stall_timeout)"
         if self.timeline.first_text_ns is None:
             return Reason.TIMEOUT_FIRST_TOKEN, f"no token within {profile.timeout:g} s (timeout)"

@@ -15,6 +15,15 @@ and gauges count runs and probes, which concurrency does not change, and keep th
 labels. The model inventory (``ollama_probe_model_*``) is per model on a target: ``target``
 and ``model`` only.
 
+Rendered when a result arrives, not when scraped (``exporter.exposition``): at fleet size
+(2,000 jobs, hundreds of thousands of samples) prometheus-client's metric objects took
+seconds per scrape and hundreds of MiB. The recorder keeps each job's numbers as plain
+integers and floats and, when a result changes them, re-renders that job's lines of the
+families it touched, on the event loop, in a fraction of a millisecond; a scrape joins the
+bytes. The lines are exactly what prometheus-client would print for the same values, and
+``collect()`` (for ``generate_latest``, ``get_sample_value`` and ``name[]`` filters) parses
+them back, so there is one source of truth.
+
 Sample exposition::
 
     ollama_probe_duration_seconds_bucket{le="1.0",model="m",parallel="1",probe="p",target="t"} 12.0
@@ -23,20 +32,26 @@ Sample exposition::
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
     Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
+    exposition,
 )
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from exporter.buckets import (
     DURATION_BUCKETS,
@@ -46,6 +61,7 @@ from exporter.buckets import (
     TPOT_BUCKETS,
     TTFT_BUCKETS,
 )
+from exporter.exposition import Registry, Rendered
 from exporter.result import NS_PER_S, Inventory, JobKey, ProbeResult, Reason, SkipReason
 
 LABELS = ("target", "model", "probe")
@@ -53,14 +69,16 @@ STREAM_LABELS = (*LABELS, "parallel")
 MODEL_LABELS = ("target", "model")
 
 
-def new_registry() -> CollectorRegistry:
+def new_registry() -> Registry:
     """A private registry with the process and Python collectors, and no ``_created`` series.
 
     ``disable_created_metrics`` is a process-wide switch in prometheus-client; the
-    ``_created`` series would double the counter series for nothing Prometheus uses.
+    ``_created`` series would double the counter series for nothing Prometheus uses. The
+    registry keeps its collectors in order, so ``/metrics`` can serve pre-rendered families
+    as bytes (``exporter.exposition``).
     """
     disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
-    registry = CollectorRegistry()
+    registry = Registry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -115,18 +133,74 @@ class ExporterMetrics:
             self.reload_time.set(when)
 
 
+Kind = Literal["counter", "gauge", "histogram"]
+_LABELS = "\x00"  # where a histogram template takes its labels
+_INF = float("inf")
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: cheap, and unique
+class Family:
+    """One metric family: what prometheus-client's metric classes would declare, no values.
+
+    ``labels`` in declaration order; the exposition sorts them by name, as prometheus-client
+    does. The headers are prometheus-client's own rendering of an empty family.
+    """
+
+    name: str
+    kind: Kind
+    doc: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    text_header: bytes = field(init=False, repr=False)
+    openmetrics_header: bytes = field(init=False, repr=False)
+    les: tuple[str, ...] = field(init=False, repr=False)
+    template: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        les = (*map(_go, self.buckets), "+Inf")
+        object.__setattr__(self, "les", les)
+        # A histogram's block for any labels: ``_LABELS`` stands for them, ``%d`` for the
+        # cumulative counts and ``%s`` for the sum, filled by two calls in C.
+        name = self.name
+        template = "".join(f'{name}_bucket{{le="{le}",{_LABELS}}} %d.0\n' for le in les)
+        template += f"{name}_count{{{_LABELS}}} %d.0\n{name}_sum{{{_LABELS}}} %s\n"
+        object.__setattr__(self, "template", template)
+        empty = [Metric(self.name, self.doc, self.kind)]
+        group = _Families(empty)
+        text: bytes = exposition.generate_latest(group)
+        om: bytes = openmetrics.generate_latest(group).removesuffix(b"# EOF\n")  # type: ignore[no-untyped-call]
+        object.__setattr__(self, "text_header", text)
+        object.__setattr__(self, "openmetrics_header", om)
+
+    @property
+    def sample(self) -> str:
+        """The sample name of a counter or gauge."""
+        return self.name + "_total" if self.kind == "counter" else self.name
+
+    def describe(self) -> Metric:
+        return Metric(self.name, self.doc, self.kind)
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
 class ProbeMetrics:
-    """The metric families, registered on an injected registry (never the global one)."""
+    """The probe metric families: names, help, types, labels and buckets."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        def hist(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
-            return Histogram(name, doc, STREAM_LABELS, buckets=buckets, registry=registry)
+    def __init__(self) -> None:
+        def hist(name: str, doc: str, buckets: tuple[float, ...]) -> Family:
+            return Family(name, "histogram", doc, STREAM_LABELS, buckets)
 
-        def counter(name: str, doc: str) -> Counter:
-            return Counter(name, doc, LABELS, registry=registry)
+        def counter(name: str, doc: str) -> Family:
+            return Family(name, "counter", doc, LABELS)
 
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> Gauge:
-            return Gauge(name, doc, labels, registry=registry)
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> Family:
+            return Family(name, "gauge", doc, labels)
 
         self.success = gauge(
             "ollama_probe_success",
@@ -137,21 +211,21 @@ class ProbeMetrics:
             "ollama_probe_runs",
             "Probes finished, successful or not (a run of a parallel profile is that many).",
         )
-        self.errors = Counter(
-            "ollama_probe_errors",
+        self.errors = Family(
+            "ollama_probe_errors", "counter",
             "Failed probes by reason (closed set; see the README).",
-            (*LABELS, "reason"), registry=registry,
+            (*LABELS, "reason"),
         )  # fmt: skip
-        self.error_duration = Histogram(
-            "ollama_probe_error_duration_seconds",
+        self.error_duration = Family(
+            "ollama_probe_error_duration_seconds", "histogram",
             "Time from request start until a failed probe failed.",
-            (*LABELS, "reason"), buckets=ERROR_DURATION_BUCKETS, registry=registry,
+            (*LABELS, "reason"), ERROR_DURATION_BUCKETS,
         )  # fmt: skip
-        self.skipped = Counter(
-            "ollama_probe_skipped",
+        self.skipped = Family(
+            "ollama_probe_skipped", "counter",
             "Runs that sent no generation, by reason: not_loaded (when: if_loaded, and "
             "/api/ps did not list the model). Neither a success nor an error.",
-            (*LABELS, "reason"), registry=registry,
+            (*LABELS, "reason"),
         )  # fmt: skip
         self.ttft = hist(
             "ollama_probe_time_to_first_token_seconds",
@@ -245,21 +319,22 @@ class ProbeMetrics:
             MODEL_LABELS,
         )
 
-    def per_job(self) -> tuple[MetricWrapperBase, ...]:
-        """Families labelled by job only (no reason, no parallel)."""
-        return (self.success, self.runs, self.output_tokens, self.server_eval_seconds,
-                self.prompt_tokens, self.last_run)  # fmt: skip
+    def all(self) -> tuple[Family, ...]:
+        """Every family, in exposition order."""
+        return (self.success, self.runs, self.errors, self.error_duration, self.skipped,
+                *self.per_stream(), self.output_tokens, self.server_eval_seconds,
+                self.prompt_tokens, self.last_run, *self.per_model())  # fmt: skip
 
-    def per_stream(self) -> tuple[Histogram, ...]:
+    def per_stream(self) -> tuple[Family, ...]:
         """Families labelled by job and parallel."""
         return (self.ttft, self.ttfct, self.tokens_per_second, self.server_tokens_per_second,
                 self.prompt_tokens_per_second, self.tpot, self.duration, self.load_duration,
                 self.parallel_tokens_per_second)  # fmt: skip
 
-    def per_model(self) -> tuple[Gauge, ...]:
+    def per_model(self) -> tuple[Family, ...]:
         return (self.model_loaded, self.model_size, self.model_vram, self.model_partial_offload)
 
-    def precreated(self, key: JobKey) -> list[MetricWrapperBase]:
+    def precreated(self, key: JobKey) -> list[Family]:
         """The families a job's series exist in from start-up, so rate() sees the first event.
 
         Only those the job can ever observe (its ``JobShape``): a series that could never
@@ -268,7 +343,7 @@ class ProbeMetrics:
         buckets for nothing.
         """
         shape = key.shape
-        families: list[MetricWrapperBase] = [self.runs, self.duration]
+        families: list[Family] = [self.runs, self.duration]
         if shape.streamed:
             families += [self.ttft, self.ttfct, self.tokens_per_second, self.tpot]
         if shape.server_timings:
@@ -280,95 +355,254 @@ class ProbeMetrics:
         return families
 
 
-def _job(key: JobKey) -> tuple[str, str, str]:
-    return (key.target, key.model, key.probe)
+def _go(value: float) -> str:
+    """A value as prometheus-client prints it (Go's float formatting): Python's ``repr``
+    below a million, where the two agree, prometheus-client's own function beyond."""
+    if -_INF < value < 1_000_000:
+        return repr(float(value))
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
-def _stream(key: JobKey) -> tuple[str, str, str, str]:
-    return (key.target, key.model, key.probe, str(key.shape.parallel))
+def _escape(value: str) -> str:
+    """A label value as the exposition formats quote it."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _seconds(ns: int | None) -> float | None:
-    return None if ns is None else ns / NS_PER_S
+def _labels(**values: str) -> str:
+    """``name="value"`` pairs sorted by name, as prometheus-client prints them."""
+    return ",".join(f'{name}="{_escape(values[name])}"' for name in sorted(values))
+
+
+def _count(n: int) -> str:
+    """A whole count as prometheus-client prints it (a float: ``12.0``, ``1.234567e+06``)."""
+    return f"{n}.0" if n < 1_000_000 else _go(n)
+
+
+class _Histogram:
+    """Observations per bucket (not cumulative; the last one is +Inf) and their sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)
+        self.sum = 0.0
+
+    def observe(self, bounds: tuple[float, ...], value: float) -> None:
+        self.counts[bisect_left(bounds, value)] += 1  # the first bound >= value
+        self.sum += value
+
+    def render(self, family: Family, labels: str, escaped: str) -> str:
+        """The family's lines for these labels (``escaped``: the same with ``%`` doubled):
+        one template filled in, for counts that print as ``12.0``; line by line beyond
+        (Go prints 1e6 as ``1e+06``)."""
+        totals = list(accumulate(self.counts))
+        if totals[-1] < 1_000_000:
+            return family.template.replace(_LABELS, escaped) % (*totals, totals[-1], _go(self.sum))
+        return "".join(self.lines(family, labels))
+
+    def lines(self, family: Family, labels: str) -> Iterator[str]:
+        name = family.name
+        total = 0
+        for le, n in zip(family.les, self.counts, strict=True):
+            total += n
+            yield f'{name}_bucket{{le="{le}",{labels}}} {_count(total)}\n'
+        yield f"{name}_count{{{labels}}} {_count(total)}\n"
+        yield f"{name}_sum{{{labels}}} {_go(self.sum)}\n"
+
+
+class _Owner:
+    """Whose lines a block holds (a job, or a model on a target): its block of each family,
+    and where each block sits in the exposition's flat list of blocks."""
+
+    __slots__ = ("alive", "blocks", "slots")
+
+    def __init__(self, families: int) -> None:
+        self.alive = True  # until a reload drops it
+        self.blocks = [b""] * families
+        self.slots = [-1] * families
+
+
+class _Job(_Owner):
+    """One job's numbers, and its label strings rendered once."""
+
+    __slots__ = ("by_reason", "hists", "job", "key", "reason_hists", "reason_labels",
+                 "scalars", "stream", "stream_escaped")  # fmt: skip
+
+    def __init__(self, key: JobKey, families: int) -> None:
+        super().__init__(families)
+        self.job = _labels(target=key.target, model=key.model, probe=key.probe)
+        self.stream = _labels(target=key.target, model=key.model, probe=key.probe,
+                              parallel=str(key.shape.parallel))  # fmt: skip
+        self.stream_escaped = self.stream.replace("%", "%%")
+        self.reason_labels: dict[str, str] = {}
+        self.scalars: dict[Family, float] = {}
+        self.by_reason: dict[Family, dict[str, float]] = {}
+        self.hists: dict[Family, _Histogram] = {}
+        self.reason_hists: dict[str, _Histogram] = {}
+        self.key = key
+
+    def with_reason(self, reason: str) -> str:
+        labels = self.reason_labels.get(reason)
+        if labels is None:
+            key = self.key
+            labels = _labels(target=key.target, model=key.model, probe=key.probe, reason=reason)
+            self.reason_labels[reason] = labels
+        return labels
 
 
 class Recorder:
-    """Applies finished runs to the metrics, and keeps the series in line with the config."""
+    """Applies finished runs to the metrics, and keeps the series in line with the config.
+
+    Called from one thread (the event loop); scrapes read from theirs. The exposition is one
+    flat list of blocks: each family's header, then one block per owner (a job, or a model
+    on a target), empty until the owner has lines there. A result re-renders its job's
+    blocks of the families it touched and puts them in their places; a scrape copies the
+    list under a lock held for well under a millisecond, then joins it without the lock.
+    The layout changes only when the config does.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.metrics = ProbeMetrics(registry)
-        self._jobs: frozenset[JobKey] = frozenset()
-        self._models: frozenset[tuple[str, str]] = frozenset()
+        self.metrics = ProbeMetrics()
+        self._families = self.metrics.all()
+        self._index = {family: i for i, family in enumerate(self._families)}
+        self._per_model = frozenset(self._index[f] for f in self.metrics.per_model())
+        self._state: dict[JobKey, _Job] = {}
+        self._models: dict[tuple[str, str], _Owner] = {}
+        self._model_values: dict[tuple[str, str], tuple[float, ...]] = {}
+        self._flat: list[bytes] = []
+        self._headers_at: list[int] = []
+        self._length = 0  # of the blocks in _flat
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._cache: dict[bool, tuple[int, Rendered]] = {}
+        registry.register(self)
+
+    # --- the collector side (scrape threads) ---------------------------------------------
+
+    def describe(self) -> list[Metric]:
+        """The families' names, without values: registering must not collect."""
+        return [family.describe() for family in self._families]
+
+    def exposition(self, openmetrics: bool) -> Rendered:
+        """Every probe family as exposition text, rebuilt only after a change."""
+        with self._lock:
+            generation = self._generation
+            cached = self._cache.get(openmetrics)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+            parts = self._flat.copy()
+            headers_at = self._headers_at
+            length = self._length
+        for family, at in zip(self._families, headers_at, strict=True):
+            parts[at] = header = family.openmetrics_header if openmetrics else family.text_header
+            length += len(header)
+        rendered = Rendered(parts, length)
+        with self._lock:
+            if self._generation == generation:
+                self._cache[openmetrics] = (generation, rendered)
+        return rendered
+
+    def collect(self) -> Iterable[Metric]:
+        """The same families as objects, parsed back from the text (slow; for filters and
+        tests: ``/metrics`` serves the bytes)."""
+        text = self.exposition(openmetrics=False).text.decode()
+        return list(text_string_to_metric_families(text))
+
+    # --- the event-loop side ------------------------------------------------------------
 
     def sync_jobs(self, jobs: Iterable[JobKey]) -> None:
         """Pre-create series for configured jobs; drop every series of jobs no longer there."""
-        new = frozenset(jobs)
+        new = dict.fromkeys(jobs)
         m = self.metrics
-        for key in self._jobs - new:
-            for family in m.per_job():
-                _remove(family, _job(key))
-            for histogram in m.per_stream():
-                _remove(histogram, _stream(key))
-            labels = _job(key)
-            for reason in Reason:
-                _remove(m.errors, (*labels, reason.value))
-                _remove(m.error_duration, (*labels, reason.value))
-            for skip in SkipReason:
-                _remove(m.skipped, (*labels, skip.value))
-        for key in new - self._jobs:
+        families = len(self._families)
+        for key in [k for k in self._state if k not in new]:
+            self._state.pop(key).alive = False
+        added: list[_Job] = []
+        for key in new:
+            if key in self._state:
+                continue
+            job = self._state[key] = _Job(key, families)
             for family in m.precreated(key):
-                family.labels(*(_stream(key) if family in m.per_stream() else _job(key)))
-            labels = _job(key)
-            for reason in Reason:
-                m.errors.labels(*labels, reason.value)
+                if family.kind == "histogram":
+                    job.hists[family] = _Histogram(len(family.buckets))
+                else:
+                    job.scalars[family] = 0.0
+            job.by_reason[m.errors] = dict.fromkeys((r.value for r in Reason), 0.0)
             if key.shape.skippable:
-                for skip in SkipReason:
-                    m.skipped.labels(*labels, skip.value)
-        self._jobs = new
-        models = frozenset((key.target, key.model) for key in new)
-        for pair in self._models - models:
-            for gauge in m.per_model():
-                _remove(gauge, pair)
-        self._models = models
+                job.by_reason[m.skipped] = dict.fromkeys((s.value for s in SkipReason), 0.0)
+            added.append(job)
+        pairs = dict.fromkeys((key.target, key.model) for key in new)
+        for pair in [p for p in self._models if p not in pairs]:
+            self._models.pop(pair).alive = False
+            self._model_values.pop(pair, None)
+        for pair in pairs:
+            if pair not in self._models:
+                self._models[pair] = _Owner(families)
+        self._relayout()
+        for job in added:
+            self._render(job, (*m.precreated(job.key), m.errors, m.skipped))
+
+    def _relayout(self) -> None:
+        """Place every owner's blocks in a new flat list: after a config change only."""
+        flat: list[bytes] = []
+        headers_at: list[int] = []
+        for index in range(len(self._families)):
+            headers_at.append(len(flat))
+            flat.append(b"")
+            owners = self._models.values() if index in self._per_model else self._state.values()
+            for owner in owners:
+                owner.slots[index] = len(flat)
+                flat.append(owner.blocks[index])
+        length = sum(map(len, flat))
+        with self._lock:
+            self._flat, self._headers_at, self._length = flat, headers_at, length
+            self._changed()
 
     def record(self, result: ProbeResult) -> bool:
         """Apply one run's result; False (and nothing recorded) if its job left the config."""
         key = result.job
-        if key not in self._jobs:
+        job = self._state.get(key)
+        if job is None:
             return False
         m = self.metrics
-        labels = _job(key)
         if result.inventory is not None:
             self._inventory(result.inventory)
-        m.last_run.labels(*labels).set(result.finished_at)
+        touched: set[Family] = {m.last_run}
+        job.scalars[m.last_run] = result.finished_at
         if result.skipped is not None:
-            m.skipped.labels(*labels, result.skipped.value).inc()
-            return True
-        for stream in result.streams or (result,):
-            self._probe(stream, key)
-        m.success.labels(*labels).set(1 if result.reason is None else 0)
-        aggregate = result.parallel_tokens_per_second
-        if aggregate is not None:
-            m.parallel_tokens_per_second.labels(*_stream(key)).observe(aggregate)
+            counts = job.by_reason.setdefault(m.skipped, {})
+            counts[result.skipped.value] = counts.get(result.skipped.value, 0.0) + 1
+            touched.add(m.skipped)
+        else:
+            for stream in result.streams or (result,):
+                self._probe(stream, job, touched)
+            job.scalars[m.success] = 1.0 if result.reason is None else 0.0
+            touched.add(m.success)
+            aggregate = result.parallel_tokens_per_second
+            if aggregate is not None:
+                self._observe(job, m.parallel_tokens_per_second, aggregate, touched)
+        self._render(job, touched)
         return True
 
-    def _probe(self, result: ProbeResult, key: JobKey) -> None:
+    def _probe(self, result: ProbeResult, job: _Job, touched: set[Family]) -> None:
         """One generation: counted, and observed by reason or by its measurements."""
         m = self.metrics
-        labels = _job(key)
-        m.runs.labels(*labels).inc()
+        self._add(job, m.runs, 1, touched)
         if result.reason is not None:
-            m.errors.labels(*labels, result.reason.value).inc()
-            m.error_duration.labels(*labels, result.reason.value).observe(
-                result.elapsed_ns / NS_PER_S
-            )
+            reason = result.reason.value
+            errors = job.by_reason[m.errors]
+            errors[reason] = errors.get(reason, 0.0) + 1
+            hist = job.reason_hists.get(reason)
+            if hist is None:
+                hist = job.reason_hists[reason] = _Histogram(len(m.error_duration.buckets))
+            hist.observe(m.error_duration.buckets, result.elapsed_ns / NS_PER_S)
+            touched.update((m.errors, m.error_duration))
             return
-        self._observe_success(result, key)
+        self._observe_success(result, job, touched)
 
-    def _observe_success(self, result: ProbeResult, key: JobKey) -> None:
+    def _observe_success(self, result: ProbeResult, job: _Job, touched: set[Family]) -> None:
         m = self.metrics
-        labels, stream = _job(key), _stream(key)
-        m.duration.labels(*stream).observe(result.elapsed_ns / NS_PER_S)
+        self._observe(job, m.duration, result.elapsed_ns / NS_PER_S, touched)
         optional = (
             (m.ttft, _seconds(result.ttft_ns)),
             (m.ttfct, _seconds(result.ttfct_ns)),
@@ -379,37 +613,103 @@ class Recorder:
         )
         for family, value in optional:
             if value is not None:
-                family.labels(*stream).observe(value)
+                self._observe(job, family, value, touched)
         if result.prompt_tokens is not None:
-            m.prompt_tokens.labels(*labels).set(result.prompt_tokens)
+            job.scalars[m.prompt_tokens] = float(result.prompt_tokens)
+            touched.add(m.prompt_tokens)
         server = result.server
         if server is not None and server.timings:
-            m.load_duration.labels(*stream).observe(server.load_duration_ns / NS_PER_S)
+            self._observe(job, m.load_duration, server.load_duration_ns / NS_PER_S, touched)
             if server.eval_count > 0 and server.eval_duration_ns > 0:
-                m.output_tokens.labels(*labels).inc(server.eval_count)
-                m.server_eval_seconds.labels(*labels).inc(server.eval_duration_ns / NS_PER_S)
+                self._add(job, m.output_tokens, server.eval_count, touched)
+                self._add(job, m.server_eval_seconds, server.eval_duration_ns / NS_PER_S, touched)
+
+    @staticmethod
+    def _add(job: _Job, family: Family, amount: float, touched: set[Family]) -> None:
+        job.scalars[family] = job.scalars.get(family, 0.0) + amount
+        touched.add(family)
+
+    @staticmethod
+    def _observe(job: _Job, family: Family, value: float, touched: set[Family]) -> None:
+        hist = job.hists.get(family)
+        if hist is None:
+            hist = job.hists[family] = _Histogram(len(family.buckets))
+        hist.observe(family.buckets, value)
+        touched.add(family)
+
+    def _render(self, job: _Job, families: Iterable[Family]) -> None:
+        """Re-render ``job``'s block of each family and publish them at once."""
+        m = self.metrics
+        blocks: list[tuple[int, bytes]] = []
+        for family in families:
+            if family.kind == "histogram":
+                if family is m.error_duration:
+                    text = "".join(
+                        hist.render(family, labels, labels.replace("%", "%%"))
+                        for hist, labels in (
+                            (h, job.with_reason(r)) for r, h in job.reason_hists.items()
+                        )
+                    )
+                else:
+                    hist = job.hists.get(family)
+                    if hist is None:
+                        continue
+                    text = hist.render(family, job.stream, job.stream_escaped)
+            elif family in job.by_reason:
+                text = "".join(
+                    f"{family.sample}{{{job.with_reason(reason)}}} {_go(value)}\n"
+                    for reason, value in job.by_reason[family].items()
+                )
+            elif family in job.scalars:
+                text = f"{family.sample}{{{job.job}}} {_go(job.scalars[family])}\n"
+            else:
+                continue
+            blocks.append((self._index[family], text.encode()))
+        self._publish(job, blocks)
+
+    def _publish(self, owner: _Owner, blocks: list[tuple[int, bytes]]) -> None:
+        """Put an owner's new blocks in their places, all at once for the scrapes."""
+        with self._lock:
+            if not owner.alive:
+                return  # dropped by a reload meanwhile
+            flat, slots, held = self._flat, owner.slots, owner.blocks
+            for index, block in blocks:
+                self._length += len(block) - len(held[index])
+                held[index] = flat[slots[index]] = block
+            self._changed()
+
+    def _changed(self) -> None:
+        """Under the lock: the blocks changed. The cached bodies go at once, so the blocks
+        they hold are freed with them rather than kept alive beside their successors."""
+        self._generation += 1
+        self._cache.clear()
 
     def _inventory(self, inventory: Inventory) -> None:
         """The target's configured models as /api/ps listed them; unknown (no series) when
         it could not be read: "not loaded" would be a claim nobody checked."""
-        m = self.metrics
         if inventory.models is None:
-            for target, model in self._models:
-                if target == inventory.target:
-                    for gauge in m.per_model():
-                        _remove(gauge, (target, model))
+            for pair, known in self._models.items():
+                if pair[0] == inventory.target and pair in self._model_values:
+                    del self._model_values[pair]
+                    self._publish(known, [(index, b"") for index in self._per_model])
             return
+        m = self.metrics
         for entry in inventory.models:
             pair = (inventory.target, entry.model)
-            if pair not in self._models:
+            owner = self._models.get(pair)
+            if owner is None:
                 continue
-            m.model_loaded.labels(*pair).set(1 if entry.loaded else 0)
-            m.model_size.labels(*pair).set(entry.size_bytes)
-            m.model_vram.labels(*pair).set(entry.vram_bytes)
-            m.model_partial_offload.labels(*pair).set(1 if entry.partial_offload else 0)
+            values = (1.0 if entry.loaded else 0.0, float(entry.size_bytes),
+                      float(entry.vram_bytes), 1.0 if entry.partial_offload else 0.0)  # fmt: skip
+            if self._model_values.get(pair) == values:
+                continue
+            self._model_values[pair] = values
+            labels = _labels(target=pair[0], model=pair[1])
+            self._publish(owner, [
+                (self._index[family], f"{family.name}{{{labels}}} {_go(v)}\n".encode())
+                for family, v in zip(m.per_model(), values, strict=True)
+            ])  # fmt: skip
 
 
-def _remove(family: MetricWrapperBase, labels: tuple[str, ...]) -> None:
-    # KeyError: never created (e.g. an error histogram child for a reason never seen).
-    with contextlib.suppress(KeyError):
-        family.remove(*labels)
+def _seconds(ns: int | None) -> float | None:
+    return None if ns is None else ns / NS_PER_S

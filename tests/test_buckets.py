@@ -2,29 +2,68 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+from pathlib import Path
+
 import pytest
 
 from exporter import buckets
 
-VLLM_TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
-             7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
-VLLM_TPOT = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
-             10.0, 20.0, 40.0, 80.0)  # fmt: skip
-VLLM_E2E = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
-            120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
+REPO = Path(__file__).resolve().parent.parent
+FAMILIES = {
+    "ollama_probe_time_to_first_token_seconds": buckets.TTFT_BUCKETS,
+    "ollama_probe_time_to_first_content_token_seconds": buckets.TTFT_BUCKETS,
+    "ollama_probe_load_duration_seconds": buckets.TTFT_BUCKETS,
+    "ollama_probe_time_per_output_token_seconds": buckets.TPOT_BUCKETS,
+    "ollama_probe_duration_seconds": buckets.DURATION_BUCKETS,
+    "ollama_probe_tokens_per_second": buckets.TOKENS_PER_SECOND_BUCKETS,
+    "ollama_probe_server_tokens_per_second": buckets.TOKENS_PER_SECOND_BUCKETS,
+    "ollama_probe_parallel_tokens_per_second": buckets.TOKENS_PER_SECOND_BUCKETS,
+    "ollama_probe_prompt_tokens_per_second": buckets.PROMPT_TOKENS_PER_SECOND_BUCKETS,
+    "ollama_probe_error_duration_seconds": buckets.ERROR_DURATION_BUCKETS,
+}
+# Where an `le` can be named: the shipped rules, their unit tests, the README's queries and
+# the docs, the dashboard.
+QUERY_FILES = [
+    *REPO.glob("deploy/prometheus/*.yml"),
+    *REPO.glob("tests/rules/*.yml"),
+    REPO / "README.md",
+    *REPO.glob("docs/*.md"),
+    *REPO.glob("grafana/*.json"),
+]
+# A bucket series, then its labels up to and including le="...": selectors and test inputs.
+LE = re.compile(r'(ollama_probe_\w+?)_bucket\{[^}]*?le=\\?"([^"\\]+)\\?"')
 
 
-@pytest.mark.parametrize(
-    ("ours", "vllm"),
-    [
-        (buckets.TTFT_BUCKETS, VLLM_TTFT),
-        (buckets.TPOT_BUCKETS, VLLM_TPOT),
-        (buckets.DURATION_BUCKETS, VLLM_E2E),
-    ],
-)
-def test_superset_of_vllm_family(ours: tuple[float, ...], vllm: tuple[float, ...]) -> None:
-    """Every vLLM boundary exists in ours, so le-based queries carry over."""
-    assert set(vllm) <= set(ours)
+def named_bounds() -> set[tuple[str, str]]:
+    found = set()
+    for path in QUERY_FILES:
+        found |= set(LE.findall(path.read_text()))
+    return found
+
+
+def test_every_named_le_is_a_boundary() -> None:
+    """Every ``le`` a rule, a rule test, the README, the docs or the dashboard selects exists,
+    spelled as the exporter spells it (so those queries keep working)."""
+    named = named_bounds()
+    assert ("ollama_probe_load_duration_seconds", "1.0") in named  # the pattern finds them
+    for metric, le in named:
+        if le == "+Inf":
+            continue
+        assert metric in FAMILIES, metric
+        assert le in {repr(float(b)) for b in FAMILIES[metric]}, (metric, le)
+
+
+def test_ttft_slo_threshold_is_a_boundary() -> None:
+    """The TTFT alert's default threshold sits on a boundary, so p95 is not interpolated
+    across it."""
+    rules = (REPO / "deploy/prometheus/ollama-probe-exporter.rules.yml").read_text()
+    threshold = re.search(
+        r"ollama_probe_ttft_slo_seconds:threshold\n\s+expr: vector\((\S+)\)", rules
+    )
+    assert threshold is not None
+    assert float(threshold.group(1)) in buckets.TTFT_BUCKETS
 
 
 @pytest.mark.parametrize(
@@ -36,6 +75,16 @@ def test_sorted_and_unique(family: tuple[float, ...]) -> None:
     assert list(family) == sorted(set(family))
 
 
+@pytest.mark.parametrize(
+    "family",
+    [v for k, v in vars(buckets).items() if k.endswith("_BUCKETS") and not k.startswith("ERROR")],
+)
+def test_steps_of_at_most_two_and_a_half(family: tuple[float, ...]) -> None:
+    """Neighbours differ by at most 2.5x, so a quantile interpolated within a bucket is off
+    by less than that bucket's width (the error histogram is coarse on purpose)."""
+    assert all(b / a <= 2.5 for a, b in itertools.pairwise(family))
+
+
 def test_ranges_cover_gpu_and_cpu() -> None:
     """A 20 ms GPU TTFT and a 2-minute CPU cold load both fall below the last finite bucket,
     as do 3 tok/s and 300 tok/s, and 3.3 ms per token."""
@@ -44,3 +93,10 @@ def test_ranges_cover_gpu_and_cpu() -> None:
     assert buckets.TOKENS_PER_SECOND_BUCKETS[0] < 3
     assert buckets.TOKENS_PER_SECOND_BUCKETS[-1] > 300
     assert buckets.TPOT_BUCKETS[0] < 1 / 300
+
+
+def test_timeouts_sit_on_boundaries() -> None:
+    """The usual timeouts (30, 60, 120 s) are boundaries of the latency families, so a
+    timed-out probe is told apart from one that nearly timed out."""
+    for family in (buckets.TTFT_BUCKETS, buckets.DURATION_BUCKETS):
+        assert {30.0, 60.0, 120.0} <= set(family)

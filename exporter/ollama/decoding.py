@@ -67,6 +67,23 @@ class Chunk:
     has_content: bool = False
 
 
+# The events of lines that are not final, made once: ``Chunk`` is immutable, and a stream is
+# hundreds of these, so each line that carries no counts reuses one instead of building one.
+NOTHING = Chunk(has_text=False, done=False)
+THINKING = Chunk(has_text=True, done=False)
+CONTENT = Chunk(has_text=True, done=False, has_content=True)
+
+
+def text_event(has_text: bool, has_content: bool) -> Chunk:
+    """The shared event of a line that is not final: no text, thinking, or answer text."""
+    return CONTENT if has_content else THINKING if has_text else NOTHING
+
+
+def blank(line: bytes) -> bool:
+    """Empty or whitespace only (``\r`` of a CRLF included), without copying the line."""
+    return not line or line.isspace()
+
+
 class Decoder(Protocol):
     """Raw body bytes in, events out; ``None`` for a line that carries no event.
 

@@ -24,12 +24,14 @@ from exporter.ollama.decoding import (
     InvalidLine,
     LineSplitter,
     WholeBody,
+    blank,
     bounded_int,
     error_text,
     is_text,
     load_object,
     preview,
     short_reason,
+    text_event,
 )
 from exporter.result import ServerStats
 
@@ -100,17 +102,20 @@ class SseDecoder:
         return iter(())
 
     def _line(self, line: bytes) -> Chunk | None:
-        line = line.rstrip(b"\r")
-        if not line.strip() or line.startswith(b":"):
-            return None  # a blank line ends an event; a comment keeps a connection alive
-        field, colon, value = line.partition(b":")
-        if not colon or field not in (b"data", *_IGNORED_FIELDS):
-            raise InvalidLine(f"not a server-sent event line: {preview(line)}")
-        if field != b"data":
-            return None
-        value = value.removeprefix(b" ")
-        if value.strip() == b"[DONE]":
-            return self._done()
+        if line.startswith(b"data: {"):  # nearly every line: no partition, no copies
+            value = line[6:]
+        else:
+            line = line.rstrip(b"\r")
+            if blank(line) or line.startswith(b":"):
+                return None  # a blank line ends an event; a comment keeps a connection alive
+            field, colon, value = line.partition(b":")
+            if not colon or field not in (b"data", *_IGNORED_FIELDS):
+                raise InvalidLine(f"not a server-sent event line: {preview(line)}")
+            if field != b"data":
+                return None
+            value = value.removeprefix(b" ")
+            if value.strip() == b"[DONE]":
+                return self._done()
         obj = load_object(value)
         if (error := _error(obj)) is not None:
             return error
@@ -124,7 +129,7 @@ class SseDecoder:
         usage = _usage(obj, self._finish_reason)
         if usage is not None:
             self._usage = usage  # some servers repeat it on every chunk: the last one counts
-        return Chunk(has_text=has_text, has_content=has_content, done=False)
+        return text_event(has_text, has_content)
 
     def _done(self) -> Chunk:
         if self._usage is None:

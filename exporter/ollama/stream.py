@@ -13,18 +13,21 @@ from collections.abc import Iterator
 from typing import Any
 
 from exporter.ollama.decoding import (
+    CONTENT,
     MAX_COUNT,
     MAX_DURATION_NS,
     Chunk,
     InvalidLine,
     LineSplitter,
     WholeBody,
+    blank,
     bounded_int,
     error_text,
     is_text,
     load_object,
     preview,
     short_reason,
+    text_event,
 )
 from exporter.result import ServerStats
 
@@ -63,21 +66,23 @@ def _stats(obj: dict[str, Any]) -> ServerStats:
 
 
 def parse_chunk(line: bytes) -> Chunk | None:
-    """Parse one line; ``None`` for a blank line, ``InvalidLine`` for anything unexpected."""
-    if not line.strip():
+    """Parse one line; ``None`` for a blank line, ``InvalidLine`` for anything unexpected.
+
+    One JSON decode per line; a line that is not final yields one of the shared events.
+    """
+    if blank(line):
         return None
     obj = load_object(line)
     if "error" in obj:
         return Chunk(has_text=False, done=False, error=error_text(obj["error"]))
     done = obj.get("done")
-    if not isinstance(done, bool):
+    if done is False:
+        return CONTENT if _content(obj) else text_event(_thinking(obj), False)
+    if done is not True:
         raise InvalidLine(f"no boolean 'done' field: {preview(line)}")
     content = _content(obj)
     return Chunk(
-        has_text=content or _thinking(obj),
-        has_content=content,
-        done=done,
-        stats=_stats(obj) if done else None,
+        has_text=content or _thinking(obj), has_content=content, done=True, stats=_stats(obj)
     )
 
 

@@ -1,8 +1,11 @@
 """The WSGI application: a dispatcher over ``/metrics``, ``/-/healthy``, ``/-/reload`` and ``/``.
 
 prometheus-client's own ``start_http_server`` serves metrics on *every* path and refuses
-POST, so its WSGI app is mounted at ``/metrics`` only (keeping gzip, ``name[]`` filtering
-and OpenMetrics negotiation) inside this small dispatcher.
+POST, so ``/metrics`` is mounted alone inside this small dispatcher. A GET of the exporter's
+registry (``exporter.exposition.Registry``) is answered from the recorder's pre-rendered
+bytes, negotiated as prometheus-client negotiates (text or OpenMetrics, gzip or not); other
+methods, ``name[]`` filters and other registries go to prometheus-client's own WSGI app,
+which renders them sample by sample as before.
 
 Scrapes read the metric registry (its updates are lock-protected) and an immutable snapshot of
 the latest results, so a scrape answers even while every probe is stalled, and never triggers
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from exporter.exposition import Registry, render
 from exporter.result import JobKey, ProbeResult
 from exporter.web.landing import landing_page
 from exporter.web.wsgi import Environ, StartResponse, WsgiApp, respond
@@ -41,6 +46,8 @@ def make_app(
     Prometheus: anyone who can reach the port could otherwise make the exporter re-read its
     config at will. SIGHUP reloads either way, since sending it needs access to the host."""
     metrics_app = make_wsgi_app(registry)
+    if isinstance(registry, Registry):
+        metrics_app = _prerendered(registry, metrics_app)
 
     def healthy(environ: Environ, start: StartResponse) -> Iterable[bytes]:
         if hooks.healthy():
@@ -77,5 +84,23 @@ def make_app(
         if route is None:
             return respond(start, "404 Not Found", "not found\n")
         return route(environ, start)
+
+    return app
+
+
+def _prerendered(registry: Registry, fallback: WsgiApp) -> WsgiApp:
+    """``/metrics`` from pre-rendered bytes: a GET without ``name[]`` filters; anything else
+    goes to ``fallback`` (prometheus-client's app), which answers it as it always did."""
+
+    def app(environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        filtered = "name[]" in parse_qs(environ.get("QUERY_STRING", ""))
+        if environ.get("REQUEST_METHOD") != "GET" or filtered:
+            return fallback(environ, start)
+        answer = render(registry, environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"))
+        headers = [("Content-Type", answer.content_type), ("Content-Length", str(answer.length))]
+        if answer.gzipped:
+            headers.append(("Content-Encoding", "gzip"))
+        start("200 OK", headers)
+        return answer.body
 
     return app
