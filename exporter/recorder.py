@@ -43,6 +43,7 @@ from prometheus_client import (
     CollectorRegistry,
     Gauge,
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
