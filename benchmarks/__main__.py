@@ -9,6 +9,10 @@ invocation, interleaved with the exporter where it can be:
   prototype of the exporter's decoder on the bare protocol (what httpx's layers cost);
 - TTFT and tokens/s errors against the simulator's scripted truth (``benchmarks.accuracy``),
   for the exporter, plain httpx and the floor;
+- TTFT and tokens/s errors with ~200 streams in flight, against the servers' write
+  timestamps (``benchmarks.load_accuracy``): the exporter as it runs (jobs spread by phase,
+  kernel arrival stamps) beside jobs in step with loop stamps (as before), in one run, with
+  the event loop's lag and the runs' start delays;
 - scrapes at fleet size (``benchmarks.scrape``) against prometheus-client rendering the same
   samples (the recorder as it was), with the memory of both and of an idle one-job daemon.
 
@@ -26,10 +30,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import accuracy, cpu_per_chunk, scrape
+from benchmarks import accuracy, cpu_per_chunk, load_accuracy, scrape
 from exporter.config import Target
 from exporter.ollama.client import OllamaClient
 from tests.support.jobs import make_job
@@ -37,6 +41,8 @@ from tests.support.processes import simulator_process
 
 # The goals the rows are read against.
 CPU_RATIO_GOAL = 1 / 3
+LOAD_RATE_PCT_GOAL = 1.0
+LOOP_LAG_P99_MS_GOAL = 5.0
 SCRAPE_MS_GOAL = 50.0
 BURST_MS_GOAL = 1000.0
 RSS_MIB_GOAL = 200.0
@@ -50,6 +56,11 @@ class Sizes:
     cpu_rounds: int = 7
     cpu_tokens: int = 1000
     accuracy_runs: int = 12
+    accuracy_scenarios: tuple[str, ...] = tuple(s.name for s in accuracy.SCENARIOS)
+    load: load_accuracy.Load = field(default_factory=load_accuracy.Load)
+    load_rounds: int = 2
+    load_seconds: float = 10.0
+    load_warmup: float = 7.5
     targets: int = 100
     models: int = 10
     profiles: int = 2
@@ -59,9 +70,12 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(cpu_rounds=3, cpu_tokens=300, accuracy_runs=4, targets=20, scrapes=5, burst_s=2.0)
-SMOKE = Sizes(cpu_rounds=1, cpu_tokens=20, accuracy_runs=1, targets=1, models=2, scrapes=1,
-              burst_s=0.3, idle=False)  # fmt: skip
+QUICK = Sizes(cpu_rounds=3, cpu_tokens=300, accuracy_runs=4, load_rounds=1, load_seconds=5.0,
+              targets=20, scrapes=5, burst_s=2.0)  # fmt: skip
+SMOKE = Sizes(cpu_rounds=1, cpu_tokens=20, accuracy_runs=1, accuracy_scenarios=("gpu-like",),
+              load=load_accuracy.Load(targets=2, models=2, interval_s=1.0, tokens=4),
+              load_rounds=1, load_seconds=1.0, load_warmup=0.5,
+              targets=1, models=2, scrapes=1, burst_s=0.3, idle=False)  # fmt: skip
 
 
 def machine() -> str:
@@ -141,6 +155,8 @@ def accuracy_rows(table: Table, sizes: Sizes) -> None:
             accuracy._SCRIPTS[scenario.name] = scenario.script
             accuracy._put_script(sim.url, scenario.name, scenario.script)
         for scenario in accuracy.SCENARIOS:
+            if scenario.name not in sizes.accuracy_scenarios:
+                continue
             s = scenario.script
             job = make_job(sim.url, scenario.name, max_tokens=scenario.max_tokens, timeout="60s")
             runs = (
@@ -171,6 +187,47 @@ def accuracy_rows(table: Table, sizes: Sizes) -> None:
                 "",
                 "±1",
             )
+
+
+def load_rows(table: Table, sizes: Sizes) -> None:
+    """Accuracy with ~200 streams in flight: the exporter as it runs (spread, kernel stamps)
+    beside the exporter as it was (in step, loop stamps), in the same interleaved rounds."""
+    load = sizes.load
+    totals, targets = load_accuracy.measure(
+        load, rounds=sizes.load_rounds, seconds=sizes.load_seconds, warmup=sizes.load_warmup,
+        processes=2 if load.targets > 2 else 1,
+    )  # fmt: skip
+    now, before = totals["spread"], totals["in-step"]
+    ours = load_accuracy.summarise(now, True, targets)
+    base = load_accuracy.summarise(before, False, targets)
+    streams = f"{load.targets * load.models} jobs"
+    table.add(
+        f"TTFT error ms, {streams} (median/worst job)",
+        f"{ours.ttft_median_ms:+.2f} / {ours.ttft_worst_ms:+.2f}",
+        f"in step, loop stamps {base.ttft_median_ms:+.2f} / {base.ttft_worst_ms:+.2f}",
+        "",
+        f"2 ms + 1 %: {ours.within}/{ours.jobs} jobs {verdict(ours.within == ours.jobs)}",
+    )
+    table.add(
+        f"tokens/s error %, {streams} (median/worst job)",
+        f"{ours.rate_median_pct:+.2f} / {ours.rate_worst_pct:+.2f}",
+        f"in step, loop stamps {base.rate_median_pct:+.2f} / {base.rate_worst_pct:+.2f}",
+        "",
+        f"±{LOAD_RATE_PCT_GOAL:.0f} {verdict(abs(ours.rate_worst_pct) <= LOAD_RATE_PCT_GOAL)}",
+    )
+    lag = load_accuracy.quantile(now.loop_lag_ms, 0.99)
+    table.add(
+        f"loop lag ms p99, {streams}",
+        f"{lag:.1f}",
+        f"in step {load_accuracy.quantile(before.loop_lag_ms, 0.99):.1f}",
+        "",
+        f"≤ {LOOP_LAG_P99_MS_GOAL:.0f} {verdict(lag <= LOOP_LAG_P99_MS_GOAL)}",
+    )
+    table.add(
+        f"probe start delay ms p99, {streams}",
+        f"{load_accuracy.quantile(now.start_delay_ms, 0.99):.1f}",
+        f"in step {load_accuracy.quantile(before.start_delay_ms, 0.99):.1f}",
+    )
 
 
 def scrape_rows(table: Table, sizes: Sizes) -> None:
@@ -229,6 +286,7 @@ def run(sizes: Sizes) -> list[str]:
     table = Table()
     cpu_rows(table, sizes)
     accuracy_rows(table, sizes)
+    load_rows(table, sizes)
     scrape_rows(table, sizes)
     return [*header, *table.render()]
 

@@ -283,8 +283,10 @@ async def run_round(in_step: bool, urls: Sequence[str], load: Load, seconds: flo
     cpu = time.process_time()
     await asyncio.sleep(seconds)
     outcome.cpu_seconds, outcome.seconds = time.process_time() - cpu, seconds
-    # Runs that start in the window and finish: one run's length more.
-    await asyncio.sleep(load.first_token_s + load.tokens / load.tokens_per_second + 1.0)
+    # Runs that start in the window and finish: one run's length more, and a quarter of it
+    # for a loaded machine.
+    run_s = load.first_token_s + load.tokens / load.tokens_per_second
+    await asyncio.sleep(run_s + max(0.25, run_s / 4))
     await scheduler.shutdown()
     monitor.stop()
     await runner.aclose()
@@ -334,15 +336,26 @@ def _compare(
 # The table.
 
 
-def _quantile(values: Sequence[float], q: float) -> float:
+def quantile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
+class Summary(NamedTuple):
+    """One row's numbers: per-job means of one kind of stamp under one schedule."""
+
+    probes: int
+    jobs: int
+    within: int  # jobs whose mean TTFT error is within 2 ms + 1 % of their TTFT
+    ttft_median_ms: float
+    ttft_worst_ms: float
+    rate_median_pct: float
+    rate_worst_pct: float
+
+
+def summarise(outcome: Outcome, kernel: bool, targets: list[str]) -> Summary:
     wanted = {t for i, t in enumerate(targets) if kernel_stamped(i) == kernel}
     jobs = sorted(j for j in outcome.ttft_err_ms if j.split("/")[0] in wanted)
-    probes = sum(len(outcome.ttft_err_ms[j]) for j in jobs)
     ttft = [statistics.fmean(outcome.ttft_err_ms[j]) for j in jobs]
     within = sum(
         abs(statistics.fmean(outcome.ttft_err_ms[j]))
@@ -350,18 +363,31 @@ def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
         for j in jobs
     )
     rate = [statistics.fmean(outcome.rate_err_pct[j]) for j in jobs]
-    worst_ttft = max(ttft, key=abs) if ttft else float("nan")
-    worst_rate = max(rate, key=abs) if rate else float("nan")
+    nan = float("nan")
+    return Summary(
+        probes=sum(len(outcome.ttft_err_ms[j]) for j in jobs),
+        jobs=len(jobs),
+        within=within,
+        ttft_median_ms=statistics.median(ttft) if ttft else nan,
+        ttft_worst_ms=max(ttft, key=abs) if ttft else nan,
+        rate_median_pct=statistics.median(rate) if rate else nan,
+        rate_worst_pct=max(rate, key=abs) if rate else nan,
+    )
+
+
+def _row(outcome: Outcome, kernel: bool, targets: list[str]) -> str:
+    s = summarise(outcome, kernel, targets)
+    wanted = {t for i, t in enumerate(targets) if kernel_stamped(i) == kernel}
     lag, delay = outcome.loop_lag_ms, outcome.start_delay_ms
-    sent = [v for j in jobs for v in outcome.sent_ms[j]]
+    sent = [v for j, values in outcome.sent_ms.items() if j.split("/")[0] in wanted for v in values]
     return (
-        f"{row_name(outcome.in_step, kernel):<30} {probes:>6}  "
-        f"{statistics.median(ttft) if ttft else float('nan'):>+6.2f} {worst_ttft:>+7.2f} "
-        f"{within:>4}/{len(jobs):<4} "
-        f"{statistics.median(rate) if rate else float('nan'):>+6.2f} {worst_rate:>+6.2f}  "
-        f"{_quantile(lag, 0.5):>5.1f} {_quantile(lag, 0.99):>6.1f} {max(lag, default=0):>6.1f}  "
-        f"{_quantile(delay, 0.5):>5.1f} {_quantile(delay, 0.99):>6.1f}  "
-        f"{_quantile(sent, 0.5):>5.1f} {_quantile(sent, 0.99):>6.1f}  "
+        f"{row_name(outcome.in_step, kernel):<30} {s.probes:>6}  "
+        f"{s.ttft_median_ms:>+6.2f} {s.ttft_worst_ms:>+7.2f} "
+        f"{s.within:>4}/{s.jobs:<4} "
+        f"{s.rate_median_pct:>+6.2f} {s.rate_worst_pct:>+6.2f}  "
+        f"{quantile(lag, 0.5):>5.1f} {quantile(lag, 0.99):>6.1f} {max(lag, default=0):>6.1f}  "
+        f"{quantile(delay, 0.5):>5.1f} {quantile(delay, 0.99):>6.1f}  "
+        f"{quantile(sent, 0.5):>5.1f} {quantile(sent, 0.99):>6.1f}  "
         f"{outcome.cpu_seconds / max(outcome.seconds, 1e-9) * 100:>4.0f}%  "
         f"{outcome.failed + outcome.unmatched:>4}"
     )
@@ -375,6 +401,31 @@ HEADER = (
     f"{'median':>6} {'worst':>6}  {'p50':>5} {'p99':>6} {'max':>6}  {'p50':>5} {'p99':>6}  "
     f"{'p50':>5} {'p99':>6}"
 )
+
+
+def measure(
+    load: Load,
+    *,
+    rounds: int,
+    seconds: float,
+    warmup: float,
+    processes: int,
+    names: Sequence[str] = tuple(SCHEDULES),
+) -> tuple[dict[str, Outcome], list[str]]:
+    """Every schedule in ``names``, in interleaved rounds; each schedule's outcome and the
+    targets' names (in order: ``kernel_stamped`` takes their index)."""
+    logging.getLogger().setLevel(logging.ERROR)  # not one line per simulated target
+    gc.collect()
+    gc.freeze()  # as the daemon does after start-up
+    totals = {name: Outcome(SCHEDULES[name]) for name in names}
+    with simulators(load, processes) as urls:
+        for _ in range(rounds):
+            for name in names:
+                round_ = run_round(SCHEDULES[name], urls, load, seconds, warmup)
+                totals[name].add(asyncio.run(round_))
+        targets = [t.name for t in settings_for(urls, load).targets]
+    gc.unfreeze()
+    return totals, targets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,9 +451,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCHEDULES]
     if unknown:
         parser.error(f"unknown schedules: {', '.join(unknown)}")
-    logging.basicConfig(level=logging.ERROR)  # not one line per simulated target
-    gc.collect()
-    gc.freeze()  # as the daemon does after start-up
     print(
         f"{load.targets} targets x {load.models} models, one run every {load.interval_s:g} s: "
         f"{load.first_token_s * 1000:g} ms to the first token, {load.tokens} tokens at "
@@ -415,13 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(HEADER, flush=True)
-    totals = {name: Outcome(SCHEDULES[name]) for name in names}
-    with simulators(load, args.sim_processes) as urls:
-        for _ in range(args.rounds):
-            for name in names:
-                round_ = run_round(SCHEDULES[name], urls, load, args.seconds, args.warmup)
-                totals[name].add(asyncio.run(round_))
-        targets = [t.name for t in settings_for(urls, load).targets]
+    totals, targets = measure(load, rounds=args.rounds, seconds=args.seconds,
+                              warmup=args.warmup, processes=args.sim_processes,
+                              names=names)  # fmt: skip
     for outcome in totals.values():
         for kernel in (False, True):
             print(_row(outcome, kernel, targets), flush=True)

@@ -14,7 +14,7 @@ from benchmarks import load_accuracy
 @pytest.mark.slow
 def test_load_accuracy_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--targets", "2", "--models", "2", "--interval", "1", "--tokens", "4",
-            "--seconds", "1", "--warmup", "1", "--rounds", "1", "--sim-processes", "1"]  # fmt: skip
+            "--seconds", "1", "--warmup", "0.5", "--rounds", "1", "--sim-processes", "1"]  # fmt: skip
     assert load_accuracy.main(argv) == 0
     out = capsys.readouterr().out
     for in_step in (True, False):

@@ -43,5 +43,6 @@ def test_suite_prints_one_table() -> None:
     assert lines[0].startswith("make bench: ")
     for row in ("CPU µs/chunk, generate", "classic loop", "plain httpx", "floor", "lean",
                 "TTFT error ms, gpu-like", "scrape ms, gzip, 33 results/s", "prometheus-client",
-                "RSS MiB at rest / peak"):  # fmt: skip
+                "RSS MiB at rest / peak", "TTFT error ms, 4 jobs", "in step, loop stamps",
+                "loop lag ms p99"):  # fmt: skip
         assert row in text, row
