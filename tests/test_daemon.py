@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import signal
 import textwrap
 import threading
@@ -24,18 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import runner as runner_module
 from exporter.cli import parse_args
 from exporter.cli_probe import probe_once, probe_settings
 from exporter.config import load_settings
 from exporter.daemon import Daemon, StartupError
+from exporter.exposition import Registry, render
 from exporter.ollama.client import OllamaClient
 from exporter.simulator import Fault, ModelScript, OllamaSimulator
 from tests.hostile.server import HostileServer, healthy
 from tests.support.processes import http_get
+from tests.support.samples import samples
+
+TYPE_LINE = re.compile(r"^# TYPE (\S+) (\S+)$", re.MULTILINE)
 
 SCRIPTS = {
     "good:1b": ModelScript(first_token_delay=0.01, tokens_per_second=500.0, tokens=8),
@@ -217,9 +220,16 @@ def job_ids(daemon: Daemon) -> set[str]:
     return {job.id for job in daemon._scheduler._scheduler.get_jobs()}
 
 
-def series_targets(registry: CollectorRegistry) -> set[str]:
+def exposition_text(registry: Registry) -> str:
+    """What /metrics serves, as text: pre-rendered, not parsed back into objects."""
+    return b"".join(render(registry, None, None).body).decode()
+
+
+def series_targets(registry: Registry) -> set[str]:
     return {
-        s.labels["target"] for m in registry.collect() for s in m.samples if "target" in s.labels
+        labels["target"]
+        for _, labels, _ in samples(exposition_text(registry))
+        if "target" in labels
     }
 
 
@@ -385,20 +395,25 @@ def load_config(url: str, side: list[str], churn_concurrency: int) -> str:
         """)
 
 
-def walk(registry: CollectorRegistry) -> tuple[set[str], dict[tuple[str, frozenset[Any]], float]]:
+def walk(registry: Registry) -> tuple[set[str], dict[tuple[str, frozenset[Any]], float]]:
     """The models that have series, and every counter and histogram sample of the kept
-    target (none of which may ever go down), in one pass over the registry."""
+    target (none of which may ever go down), in one pass over the registry's exposition."""
+    text = exposition_text(registry)
+    monotonic = {
+        f"{name}{suffix}"
+        for name, kind in TYPE_LINE.findall(text)
+        if kind in ("counter", "histogram")
+        for suffix in ("", "_total", "_bucket", "_count", "_sum")
+    }
     models: set[str] = set()
     kept: dict[tuple[str, frozenset[Any]], float] = {}
-    for family in registry.collect():
-        if not family.name.startswith("ollama_probe_"):
+    for name, labels, value in samples(text):
+        if not name.startswith("ollama_probe_"):
             continue
-        monotonic = family.type in ("counter", "histogram")
-        for s in family.samples:
-            if "model" in s.labels:
-                models.add(s.labels["model"])
-            if monotonic and s.labels.get("target") == "sim":
-                kept[(s.name, frozenset(s.labels.items()))] = s.value
+        if "model" in labels:
+            models.add(labels["model"])
+        if name in monotonic and labels.get("target") == "sim":
+            kept[(name, frozenset(labels.items()))] = value
     return models, kept
 
 
@@ -411,7 +426,7 @@ def scraping(url: str) -> Iterator[list[int]]:
     def scrape() -> None:
         while not done.is_set():
             status, body = http_get(url, timeout=30)
-            list(text_string_to_metric_families(body))  # parses: no torn exposition
+            list(samples(body))  # parses: no torn exposition
             statuses.append(status)
 
     thread = threading.Thread(target=scrape, daemon=True)
