@@ -84,6 +84,7 @@ class Daemon:
             reload=self._reload_from_thread,
             results=lambda: self._results,
             version=__version__,
+            rendered=self._self_metrics.render_time.observe,
         )
         self._enable_lifecycle = enable_lifecycle
         app = make_app(self.registry, hooks, enable_lifecycle=enable_lifecycle)

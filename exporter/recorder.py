@@ -90,6 +90,11 @@ def new_registry() -> Registry:
 LOOP_LAG_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
+# Rendering /metrics: milliseconds for a few jobs, tens of them at fleet size; seconds mean
+# a scrape is near Prometheus' default 10 s timeout.
+RENDER_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 START_DELAY_BUCKETS = (
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
@@ -126,6 +131,12 @@ class ExporterMetrics:
             "How long after its scheduled time each run began (before waiting for its "
             "target's concurrency slot).",
             buckets=START_DELAY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.render_time = Histogram(
+            "ollama_probe_exporter_metrics_render_seconds",
+            "Time spent producing each /metrics answer (joining, compressing), not counting "
+            "the writes to the scraper's socket; a scrape counts in the next one's.",
+            buckets=RENDER_BUCKETS, registry=registry,
         )  # fmt: skip
 
     def config_loaded(self, ok: bool, when: float) -> None:

@@ -18,6 +18,7 @@ import textwrap
 import threading
 import time
 import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -158,6 +159,32 @@ async def test_own_delays_are_measured(running: Running) -> None:
             and (running.sample("ollama_probe_exporter_event_loop_lag_seconds_count") or 0) >= 1
         )
     )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+async def test_metrics_render_time_is_measured(running: Running, encoding: str) -> None:
+    """Each /metrics answer's render time is observed once its last piece is out, gzip or
+    not, and is less than the whole scrape took, which also counts the socket and the HTTP."""
+    name = "ollama_probe_exporter_metrics_render_seconds"
+
+    def observed() -> tuple[float, float]:
+        return (running.sample(f"{name}_count") or 0.0, running.sample(f"{name}_sum") or 0.0)
+
+    def scrape() -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            running.url + "/metrics", headers={"Accept-Encoding": encoding}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+
+    count, total = observed()
+    started = time.perf_counter()
+    status, body = await asyncio.to_thread(scrape)
+    took = time.perf_counter() - started
+    assert status == 200
+    assert body.startswith(b"\x1f\x8b") == (encoding == "gzip")
+    await wait_until(lambda: observed()[0] == count + 1)
+    assert 0 < observed()[1] - total < took
 
 
 async def test_stop_returns_and_releases_the_port(tmp_path: Path) -> None:

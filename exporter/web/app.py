@@ -15,7 +15,8 @@ in ``exporter.web.auth.protect``, so every route, 404s included, is covered the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -37,6 +38,8 @@ class WebHooks:
     reload: Callable[[], tuple[bool, str]]
     results: Callable[[], Mapping[JobKey, ProbeResult | None]]
     version: str
+    # Seconds spent producing a /metrics answer, without the socket writes (self-metrics).
+    rendered: Callable[[float], None] = lambda seconds: None
 
 
 def make_app(
@@ -47,7 +50,7 @@ def make_app(
     config at will. SIGHUP reloads either way, since sending it needs access to the host."""
     metrics_app = make_wsgi_app(registry)
     if isinstance(registry, Registry):
-        metrics_app = _prerendered(registry, metrics_app)
+        metrics_app = _prerendered(registry, metrics_app, hooks.rendered)
 
     def healthy(environ: Environ, start: StartResponse) -> Iterable[bytes]:
         if hooks.healthy():
@@ -88,7 +91,9 @@ def make_app(
     return app
 
 
-def _prerendered(registry: Registry, fallback: WsgiApp) -> WsgiApp:
+def _prerendered(
+    registry: Registry, fallback: WsgiApp, rendered: Callable[[float], None]
+) -> WsgiApp:
     """``/metrics`` from pre-rendered bytes: a GET without ``name[]`` filters; anything else
     goes to ``fallback`` (prometheus-client's app), which answers it as it always did."""
 
@@ -96,11 +101,29 @@ def _prerendered(registry: Registry, fallback: WsgiApp) -> WsgiApp:
         filtered = "name[]" in parse_qs(environ.get("QUERY_STRING", ""))
         if environ.get("REQUEST_METHOD") != "GET" or filtered:
             return fallback(environ, start)
+        begin = time.perf_counter()
         answer = render(registry, environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"))
         headers = [("Content-Type", answer.content_type), ("Content-Length", str(answer.length))]
         if answer.gzipped:
             headers.append(("Content-Encoding", "gzip"))
         start("200 OK", headers)
-        return answer.body
+        return _timed(answer.body, time.perf_counter() - begin, rendered)
 
     return app
+
+
+def _timed(
+    body: Iterable[bytes], spent: float, rendered: Callable[[float], None]
+) -> Iterator[bytes]:
+    """``body``, piece by piece, adding the time taken to produce each piece to ``spent``
+    (the plain-text body is joined lazily, while the server writes it); reported once the
+    last piece is out. The time between pieces is the server writing them: not counted."""
+    pieces = iter(body)
+    while True:
+        begin = time.perf_counter()
+        piece = next(pieces, None)
+        spent += time.perf_counter() - begin
+        if piece is None:
+            rendered(spent)
+            return
+        yield piece
