@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter import buckets
+from exporter.recorder import LOOP_LAG_BUCKETS, RENDER_BUCKETS, START_DELAY_BUCKETS
 
 REPO = Path(__file__).resolve().parent.parent
 FAMILIES = {
@@ -22,6 +23,9 @@ FAMILIES = {
     "ollama_probe_parallel_tokens_per_second": buckets.TOKENS_PER_SECOND_BUCKETS,
     "ollama_probe_prompt_tokens_per_second": buckets.PROMPT_TOKENS_PER_SECOND_BUCKETS,
     "ollama_probe_error_duration_seconds": buckets.ERROR_DURATION_BUCKETS,
+    "ollama_probe_exporter_event_loop_lag_seconds": LOOP_LAG_BUCKETS,
+    "ollama_probe_exporter_probe_start_delay_seconds": START_DELAY_BUCKETS,
+    "ollama_probe_exporter_metrics_render_seconds": RENDER_BUCKETS,
 }
 # Where an `le` can be named: the shipped rules, their unit tests, the README's queries and
 # the docs, the dashboard.
@@ -64,6 +68,24 @@ def test_ttft_slo_threshold_is_a_boundary() -> None:
     )
     assert threshold is not None
     assert float(threshold.group(1)) in buckets.TTFT_BUCKETS
+
+
+@pytest.mark.parametrize(
+    ("record", "bounds"),
+    [
+        ("ollama_probe_exporter_loop_lag_seconds", LOOP_LAG_BUCKETS),
+        ("ollama_probe_exporter_start_delay_seconds", START_DELAY_BUCKETS),
+    ],
+)
+def test_exporter_overloaded_thresholds_are_boundaries(
+    record: str, bounds: tuple[float, ...]
+) -> None:
+    """OllamaProbeExporterOverloaded's default thresholds sit on a boundary of the histogram
+    whose p99 they judge, so the p99 is not interpolated across them."""
+    rules = (REPO / "deploy/prometheus/ollama-probe-exporter.rules.yml").read_text()
+    threshold = re.search(rf":{record}:threshold\n\s+expr: vector\((\S+)\)", rules)
+    assert threshold is not None
+    assert float(threshold.group(1)) in bounds
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ class TestThresholds:
             for r in group["rules"]
         ]
         assert kinds == sorted(kinds, reverse=True)
-        assert kinds.count("threshold") == 6
+        assert kinds.count("threshold") == 8
         thresholds = [
             r for g in rule_groups() for r in g["rules"] if THRESHOLD.fullmatch(r.get("record", ""))
         ]
