@@ -34,6 +34,9 @@ TUNED: dict[str, Any] = {
     "coldLoadFor": "10m",
     "residentModels": r"llama3\.2:.*|qwen3:.*",
     "partialOffloadFor": "30m",
+    "exporterLoopLagSeconds": 0.01,
+    "exporterStartDelaySeconds": 0.25,
+    "exporterOverloadedFor": "20m",
     "tokensPerSecondFloors": {"llama3.2:1b": 40, "qwen3:0.6b": 2.5},
     "runbookBaseUrl": "https://wiki.example.com/ollama/alerts",
 }
@@ -41,6 +44,7 @@ TUNED: dict[str, Any] = {
 
 RULE_TESTS = REPO_ROOT / "tests" / "rules"
 FAILING_TEST = RULE_TESTS / "failing_test.yml"
+OVERLOADED_TEST = RULE_TESTS / "exporter_overloaded_test.yml"
 FLOOR = "model:ollama_probe_tokens_per_second:floor"
 MEDIAN = "job_target_model_probe:ollama_probe_tokens_per_second:median7d_mean_rate30m"
 HISTORY = "job_target_model_probe:ollama_probe_tokens_per_second:history_seconds7d_mean_rate30m"
@@ -94,6 +98,16 @@ def the_rule(spec: dict[str, Any], name: str, **labels: str) -> dict[str, Any]:
         ("ttftSloSeconds", ":ollama_probe_ttft_slo_seconds:threshold", "vector(2.5)"),
         ("staleAfter", ":ollama_probe_stale_after_seconds:threshold", "vector(5400)"),
         ("coldLoadRatio", ":ollama_probe_cold_load_ratio:threshold", "vector(0.1)"),
+        (
+            "exporterLoopLagSeconds",
+            ":ollama_probe_exporter_loop_lag_seconds:threshold",
+            "vector(0.01)",
+        ),
+        (
+            "exporterStartDelaySeconds",
+            ":ollama_probe_exporter_start_delay_seconds:threshold",
+            "vector(0.25)",
+        ),
     ],
 )
 def test_a_threshold_replaces_its_constant_rule(
@@ -126,6 +140,7 @@ def test_a_threshold_replaces_its_constant_rule(
         ),
         ("coldLoadFor", [("OllamaModelColdLoads", {})]),
         ("partialOffloadFor", [("OllamaModelPartialOffload", {})]),
+        ("exporterOverloadedFor", [("OllamaProbeExporterOverloaded", {})]),
     ],
 )
 def test_a_duration_replaces_for_and_the_annotations_that_quote_it(
@@ -391,6 +406,100 @@ def test_baseline_tuning_changes_what_fires(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def overloaded(
+    instance: str,
+    lag: str,
+    start: str,
+    *,
+    max_lag: str = "5ms",
+    max_start: str = "100ms",
+    duration: str = "15m",
+) -> Any:
+    """The OllamaProbeExporterOverloaded alert of an exporter instance with these p99s; the
+    keywords are the thresholds and ``for:`` its text names (the rules file's by default)."""
+    return {
+        "exp_labels": {"severity": "warning", "job": "ollama-probe", "instance": instance},
+        "exp_annotations": {
+            "summary": (
+                f"ollama-probe-exporter {instance} runs late: its own delay distorts the probe"
+                " timings"
+            ),
+            "description": (
+                f"Over the last 5m, the p99 of the exporter's event-loop lag is {lag}"
+                f" (threshold {max_lag}) and the p99 of its runs' start delay is {start}"
+                f" (threshold {max_start}); one or the other has been above its threshold"
+                f" for {duration}. The exporter on {instance} is most"
+                " likely short of CPU, and its own delay is in the TTFT and durations it"
+                " reports."
+            ),
+            "runbook_url": (
+                "https://github.com/ollama-probe-exporter/ollama-probe-exporter/blob/main/"
+                "docs/alerting.md#ollamaprobeexporteroverloaded"
+            ),
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("tuning", "eval_time", "expected"),
+    [
+        (
+            {},
+            "57m",
+            [
+                overloaded("exporter-2:10434", "40ms", "75ms"),
+                overloaded("exporter-3:10434", "1.667ms", "750ms"),
+            ],
+        ),
+        (
+            {"exporterLoopLagSeconds": 0.05},
+            "57m",
+            [overloaded("exporter-3:10434", "1.667ms", "750ms", max_lag="50ms")],
+        ),
+        (
+            {"exporterStartDelaySeconds": 1},
+            "57m",
+            [overloaded("exporter-2:10434", "40ms", "75ms", max_start="1s")],
+        ),
+        (
+            {"exporterOverloadedFor": "5m"},
+            "77m",
+            [
+                overloaded("exporter-2:10434", "40ms", "75ms", duration="5m"),
+                overloaded("exporter-3:10434", "1.667ms", "750ms", duration="5m"),
+                overloaded("exporter-4:10434", "40ms", "4.7ms", duration="5m"),
+            ],
+        ),
+    ],
+    ids=["default", "loop-lag-50ms", "start-delay-1s", "for-5m-fires-the-blip"],
+)
+def test_overloaded_tuning_changes_what_fires(
+    tuning: dict[str, Any], eval_time: str, expected: list[Any], tmp_path: Path
+) -> None:
+    """tests/rules/exporter_overloaded_test.yml rerun on the render, at one time.
+
+    A loop-lag threshold above exporter-2's 40 ms silences it, a start-delay threshold above
+    exporter-3's 750 ms silences that one, and the text names the threshold in force; a
+    ``for:`` shorter than exporter-4's 9-minute blip lets the blip fire.
+    """
+    rules_path = tmp_path / "rules.yml"
+    rules_path.write_text(yaml.safe_dump(prometheus_rule_spec(tuning)))
+    unit = yaml.safe_load(OVERLOADED_TEST.read_text())
+    group = unit["tests"][0]
+    group["alert_rule_test"] = [
+        {
+            "eval_time": eval_time,
+            "alertname": "OllamaProbeExporterOverloaded",
+            "exp_alerts": expected,
+        }
+    ]
+    unit.update(rule_files=[str(rules_path)], tests=[group])
+    path = tmp_path / OVERLOADED_TEST.name
+    path.write_text(yaml.safe_dump(unit))
+    result = run_tool("promtool", "test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_values_file_states_the_rules_file_defaults(default: dict[str, Any]) -> None:
     """Each ``key: ~  # rules file: X`` in values.yaml is what the rules file really says.
 
@@ -434,6 +543,11 @@ def test_values_file_states_the_rules_file_defaults(default: dict[str, Any]) -> 
         "coldLoadFor": duration("OllamaModelColdLoads"),
         "residentModels": cold.group(1),
         "partialOffloadFor": duration("OllamaModelPartialOffload"),
+        "exporterLoopLagSeconds": constant(":ollama_probe_exporter_loop_lag_seconds:threshold"),
+        "exporterStartDelaySeconds": constant(
+            ":ollama_probe_exporter_start_delay_seconds:threshold"
+        ),
+        "exporterOverloadedFor": duration("OllamaProbeExporterOverloaded"),
         "runbookBaseUrl": runbook.partition("#")[0],
     }
 
@@ -450,6 +564,9 @@ def test_values_file_states_the_rules_file_defaults(default: dict[str, Any]) -> 
         {"throughputBaselineInterval": "90000ms"},
         {"tokensPerSecondFloors": {"llama3.2:1b": "fast"}},
         {"runbookBaseUrl": "https://example.com/docs#section"},
+        {"exporterLoopLagSeconds": 0},
+        {"exporterStartDelaySeconds": "100ms"},
+        {"exporterOverloadedFor": "15 minutes"},
         {"failingRatio": 0.3},
     ],
     ids=lambda bad: next(iter(bad)),
