@@ -414,17 +414,23 @@ def measure(
 ) -> tuple[dict[str, Outcome], list[str]]:
     """Every schedule in ``names``, in interleaved rounds; each schedule's outcome and the
     targets' names (in order: ``kernel_stamped`` takes their index)."""
-    logging.getLogger().setLevel(logging.ERROR)  # not one line per simulated target
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # not one line per simulated target
     gc.collect()
     gc.freeze()  # as the daemon does after start-up
-    totals = {name: Outcome(SCHEDULES[name]) for name in names}
-    with simulators(load, processes) as urls:
-        for _ in range(rounds):
-            for name in names:
-                round_ = run_round(SCHEDULES[name], urls, load, seconds, warmup)
-                totals[name].add(asyncio.run(round_))
-        targets = [t.name for t in settings_for(urls, load).targets]
-    gc.unfreeze()
+    try:
+        totals = {name: Outcome(SCHEDULES[name]) for name in names}
+        with simulators(load, processes) as urls:
+            for _ in range(rounds):
+                for name in names:
+                    round_ = run_round(SCHEDULES[name], urls, load, seconds, warmup)
+                    totals[name].add(asyncio.run(round_))
+            targets = [t.name for t in settings_for(urls, load).targets]
+    finally:
+        # Given back: the suite runs in a test process, whose later tests read warnings.
+        root.setLevel(level)
+        gc.unfreeze()
     return totals, targets
 
 

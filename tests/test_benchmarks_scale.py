@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from benchmarks import __main__ as suite
@@ -38,7 +40,10 @@ def test_scrape_fleet_serves_every_format_at_rest_and_in_a_burst(baseline: bool)
 @pytest.mark.slow
 def test_suite_prints_one_table() -> None:
     """The whole suite at its smallest: CPU, accuracy and scrape rows, each with a baseline."""
+    root = logging.getLogger()
+    level = root.level
     lines = suite.run(suite.SMOKE)
+    assert root.level == level  # a later test's warnings are still seen
     text = "\n".join(lines)
     assert lines[0].startswith("make bench: ")
     for row in ("CPU µs/chunk, generate", "classic loop", "plain httpx", "floor", "lean",
