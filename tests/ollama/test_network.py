@@ -26,7 +26,9 @@ from exporter.ollama import network, receive_time
 from exporter.ollama.client import OllamaClient
 from exporter.ollama.network import AsyncioBackend, AsyncioStream, WireLog, recording
 from exporter.probe import run_probe
+from exporter.result import NS_PER_S
 from exporter.simulator import ModelScript, OllamaSimulator
+from exporter.simulator.http11 import HttpConnection
 from tests.hostile.server import HostileServer, healthy
 from tests.hostile.server import tls_context as server_tls_context
 from tests.support.jobs import make_job
@@ -43,6 +45,19 @@ def client_tls_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+HOLD_NS = 50_000_000
+
+
+def hold_the_loop() -> int:
+    """Keep the event loop busy for ``HOLD_NS`` (a blocking sleep: a loop late with other
+    work); return the monotonic time after. A kernel stamp of bytes that arrived before is
+    at least that much older than the loop's stamp could be. The send's own lateness in the
+    kernel (deferred transmission, softirqs on a loaded host) is far smaller: it can put a
+    kernel stamp a little after the sender's clock reading, never half the hold after it."""
+    time.sleep(HOLD_NS / NS_PER_S)
+    return time.monotonic_ns()
 
 
 class Peer:
@@ -89,18 +104,20 @@ async def connected(backend: AsyncioBackend, peer: Peer) -> AsyncioStream:
 
 @needs_kernel_stamps
 async def test_tcp_arrival_is_the_kernels_stamp(peer: Peer) -> None:
-    """The arrival is when the bytes reached the host, before the loop got round to them."""
+    """The arrival is when the bytes reached the host, not when the loop, held busy after
+    the send, got round to them."""
     backend = AsyncioBackend(time.monotonic_ns)
     assert backend.kernel_stamps
     wire = WireLog()
     with recording(wire):
         stream = await connected(backend, peer)
     try:
-        sent_ns = peer.send(b"hello")
+        peer.send(b"hello")
+        held_until = hold_the_loop()
         assert await stream.read(100) == b"hello"
         assert wire.connect_started_ns is not None
         assert wire.last_arrival_ns is not None
-        assert wire.connect_started_ns <= wire.last_arrival_ns <= sent_ns
+        assert wire.connect_started_ns <= wire.last_arrival_ns < held_until - HOLD_NS // 2
         assert backend._bridge is not None
         assert backend._bridge.kernel == 1
     finally:
@@ -181,7 +198,7 @@ async def test_tls_arrival_is_stamped_like_plain_tcp(kernel: bool) -> None:
 
     async def answer(writer: asyncio.StreamWriter) -> None:
         writer.write(b"hello over tls")  # the encrypted record leaves in this call
-        sent.set_result(time.monotonic_ns())
+        sent.set_result(hold_the_loop())
 
     server = await tls_server(answer)
     backend = AsyncioBackend(time.monotonic_ns, kernel_stamps=kernel)
@@ -196,10 +213,11 @@ async def test_tls_arrival_is_stamped_like_plain_tcp(kernel: bool) -> None:
         assert isinstance(stream, AsyncioStream)
         arrival = stream.wire.last_arrival_ns
         assert arrival is not None
+        held_until = await sent
         if kernel:
-            assert arrival <= await sent
+            assert arrival < held_until - HOLD_NS // 2
         else:
-            assert arrival >= await sent
+            assert arrival >= held_until
     finally:
         await stream.aclose()
         server.close()
@@ -210,14 +228,29 @@ async def test_tls_arrival_is_stamped_like_plain_tcp(kernel: bool) -> None:
 async def test_probe_ttft_ends_at_the_first_chunks_arrival(
     kernel: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Through the whole client: with kernel stamps the first text chunk arrived within the
-    simulator's write of it (before its stamp after the write); without, after."""
+    """Through the whole client, with the event loop held busy after the simulator's first
+    write: with kernel stamps the first text chunk arrived with its write, long before the
+    loop was free; without, once the loop was free."""
     if kernel and not (LINUX and receive_time.available()):
         pytest.skip("needs Linux receive timestamps")
     monkeypatch.setattr(receive_time, "available", lambda: kernel)
-    script = ModelScript(first_token_delay=0.02, tokens_per_second=200.0, tokens=100)
+    write = HttpConnection.write
+    holds: list[int] = []
+
+    async def write_then_hold(self: HttpConnection, data: bytes) -> int:
+        # The first write is the head and the first text chunk. Only that one: bytes that
+        # wait together in the socket share the newest one's stamp.
+        written = await write(self, data)
+        if not holds:
+            holds.append(hold_the_loop())
+        return written
+
+    monkeypatch.setattr(HttpConnection, "write", write_then_hold)
+    # The second chunk is due well after the hold: the first read must find the first
+    # chunk alone.
+    script = ModelScript(first_token_delay=0.02, tokens_per_second=5.0, tokens=100)
     async with OllamaSimulator({"m": script}) as sim:
-        job = make_job(sim.url, "m", max_tokens=5)
+        job = make_job(sim.url, "m", max_tokens=2)
         client = OllamaClient(job.target)
         try:
             result = await run_probe(client, job, SystemClock())
@@ -229,9 +262,9 @@ async def test_probe_ttft_ends_at_the_first_chunks_arrival(
         [request] = [r for r in sim.requests if r.path == "/api/generate"]
         first_write = request.text_write_ns[0]
         if kernel:
-            assert result.t0_ns + result.ttft_ns <= first_write
+            assert result.t0_ns + result.ttft_ns < first_write + HOLD_NS // 2
         else:
-            assert result.t0_ns + result.ttft_ns >= first_write
+            assert result.t0_ns + result.ttft_ns >= first_write + HOLD_NS
 
 
 async def test_tls_probe_succeeds_over_the_stamping_transport() -> None:
