@@ -131,8 +131,14 @@ class _Counting(asyncio.Protocol):
             self._done.set_result(self.newlines)
 
 
-async def floor(url: str, api: str, tokens: int) -> None:
-    """Bytes received and newlines counted, nothing else: the cost of the socket and loop."""
+async def _exchange(
+    url: str,
+    api: str,
+    tokens: int,
+    protocol: Callable[[bytes, asyncio.Future[int]], asyncio.Protocol],
+) -> None:
+    """One request over a bare asyncio connection, answered by ``protocol``, which resolves
+    the future when the answer is done."""
     parts = urlsplit(url)
     assert parts.hostname is not None
     assert parts.port is not None
@@ -140,12 +146,17 @@ async def floor(url: str, api: str, tokens: int) -> None:
     done: asyncio.Future[int] = loop.create_future()
     request = floor_request(url, "bench:1b", api=api, tokens=tokens)
     transport, _ = await loop.create_connection(
-        lambda: _Counting(request, done), parts.hostname, parts.port
+        lambda: protocol(request, done), parts.hostname, parts.port
     )
     try:
         await done
     finally:
         transport.close()
+
+
+async def floor(url: str, api: str, tokens: int) -> None:
+    """Bytes received and newlines counted, nothing else: the cost of the socket and loop."""
+    await _exchange(url, api, tokens, _Counting)
 
 
 class _Lean(asyncio.Protocol):
@@ -191,19 +202,7 @@ class _Lean(asyncio.Protocol):
 
 
 async def lean(url: str, job: JobSpec, api: str, tokens: int) -> None:
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[int] = loop.create_future()
-    request = floor_request(url, "bench:1b", api=api, tokens=tokens)
-    transport, _ = await loop.create_connection(
-        lambda: _Lean(request, done, job), parts.hostname, parts.port
-    )
-    try:
-        await done
-    finally:
-        transport.close()
+    await _exchange(url, api, tokens, lambda request, done: _Lean(request, done, job))
 
 
 async def exporter(client: OllamaClient, job: JobSpec) -> None:
