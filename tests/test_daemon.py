@@ -86,20 +86,23 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> No
             await asyncio.sleep(0.01)
 
 
+def launch(config: Path) -> tuple[Daemon, asyncio.Task[None], asyncio.Future[str]]:
+    """A daemon on ``config`` (port 0, no environment) running in a task, and the future
+    its ``on_ready`` resolves with its URL."""
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    daemon = Daemon(
+        load_settings(config, {}), listen=("127.0.0.1", 0), config_path=config,
+        environ={}, on_ready=ready.set_result,
+    )  # fmt: skip
+    return daemon, asyncio.create_task(daemon.run()), ready
+
+
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     async with OllamaSimulator(SCRIPTS) as sim:
         config = tmp_path / "config.yml"
         config.write_text(config_text(sim.url, ["good:1b", "broken:1b"]))
-        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        daemon = Daemon(
-            load_settings(config, {}),
-            listen=("127.0.0.1", 0),
-            config_path=config,
-            environ={},
-            on_ready=ready.set_result,
-        )
-        task = asyncio.create_task(daemon.run())
+        daemon, task, ready = launch(config)
         try:
             url = await asyncio.wait_for(asyncio.shield(ready), 20)
             yield Running(daemon, url, config, sim)
@@ -477,12 +480,7 @@ async def test_fifty_reloads_while_twenty_probes_stream(
     async with OllamaSimulator(scripts) as sim:
         config = tmp_path / "config.yml"
         config.write_text(load_config(sim.url, SIDE_A, 10))
-        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        daemon = Daemon(
-            load_settings(config, {}), listen=("127.0.0.1", 0), config_path=config,
-            environ={}, on_ready=ready.set_result,
-        )  # fmt: skip
-        task = asyncio.create_task(daemon.run())
+        daemon, task, ready = launch(config)
         url = await asyncio.wait_for(asyncio.shield(ready), 20)
 
         def in_flight() -> int:
@@ -576,12 +574,7 @@ async def test_reload_during_warm_up_is_what_the_scheduler_starts_with(
     async with server, OllamaSimulator(SCRIPTS) as sim:
         config = tmp_path / "config.yml"
         config.write_text(config_text(held_url, ["broken:1b"]))
-        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        daemon = Daemon(
-            load_settings(config, {}), listen=("127.0.0.1", 0), config_path=config,
-            environ={}, on_ready=ready.set_result,
-        )  # fmt: skip
-        task = asyncio.create_task(daemon.run())
+        daemon, task, ready = launch(config)
         try:
             await asyncio.wait_for(asyncio.shield(asked.wait()), 20)
             config.write_text(config_text(sim.url, ["good:1b"]))
