@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.clock import SystemClock
 from exporter.ollama import client as client_module
 from exporter.ollama.client import (
     PARTS_PER_PASS,
@@ -19,10 +18,9 @@ from exporter.ollama.client import (
     classify_exception,
 )
 from exporter.ollama.network import AsyncioBackend, WireLog
-from exporter.probe import run_probe
 from exporter.result import NS_PER_S, Reason
 from exporter.simulator import ModelScript, OllamaSimulator
-from tests.support.jobs import make_job, make_settings
+from tests.support.jobs import make_job, make_settings, probe_job
 
 
 @pytest.fixture
@@ -52,11 +50,7 @@ async def test_stalled_tls_handshake_is_bounded(
     """A server that never answers the TLS handshake fails at the connect timeout, not later."""
     monkeypatch.setattr(client_module, "CONNECT_TIMEOUT_S", 0.5)
     job = make_job(f"https://127.0.0.1:{silent_port}", "m", timeout="20s", stall_timeout="5s")
-    client = OllamaClient(job.target)
-    try:
-        result = await run_probe(client, job, SystemClock())
-    finally:
-        await client.aclose()
+    result = await probe_job(job)
     assert result.reason is Reason.CONNECT_ERROR
     assert 0.5 <= result.elapsed_ns / NS_PER_S < 2.0
 
@@ -69,11 +63,7 @@ async def test_headers_sent_and_env_proxy_ignored(monkeypatch: pytest.MonkeyPatc
     async with OllamaSimulator({"m": ModelScript(first_token_delay=0.01, tokens=3)}) as sim:
         headers = {"Authorization": "Bearer s3cret"}
         job = make_settings(sim.url, ["m"], target={"headers": headers}, max_tokens=3).jobs()[0]
-        client = OllamaClient(job.target)
-        try:
-            result = await run_probe(client, job, SystemClock())
-        finally:
-            await client.aclose()
+        result = await probe_job(job)
         assert result.success, result.detail
         sent = sim.requests[-1].headers
         assert sent["authorization"] == "Bearer s3cret"

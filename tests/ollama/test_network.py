@@ -21,17 +21,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpcore
 import pytest
 
-from exporter.clock import SystemClock
 from exporter.ollama import network, receive_time
-from exporter.ollama.client import OllamaClient
 from exporter.ollama.network import AsyncioBackend, AsyncioStream, WireLog, recording
-from exporter.probe import run_probe
 from exporter.result import NS_PER_S
 from exporter.simulator import ModelScript, OllamaSimulator
 from exporter.simulator.http11 import HttpConnection
 from tests.hostile.server import HostileServer, healthy
 from tests.hostile.server import tls_context as server_tls_context
-from tests.support.jobs import make_job
+from tests.support.jobs import make_job, probe_job
 
 LINUX = sys.platform.startswith("linux")
 needs_kernel_stamps = pytest.mark.skipif(
@@ -251,11 +248,7 @@ async def test_probe_ttft_ends_at_the_first_chunks_arrival(
     script = ModelScript(first_token_delay=0.02, tokens_per_second=5.0, tokens=100)
     async with OllamaSimulator({"m": script}) as sim:
         job = make_job(sim.url, "m", max_tokens=2)
-        client = OllamaClient(job.target)
-        try:
-            result = await run_probe(client, job, SystemClock())
-        finally:
-            await client.aclose()
+        result = await probe_job(job)
         assert result.success, result.detail
         assert result.t0_ns is not None
         assert result.ttft_ns is not None
@@ -271,11 +264,7 @@ async def test_tls_probe_succeeds_over_the_stamping_transport() -> None:
     """A whole probe over https (a self-signed server, verification off) succeeds."""
     with HostileServer(healthy, tls=True) as server:
         job = make_job(server.url, "m", target={"tls": {"insecure_skip_verify": True}})
-        client = OllamaClient(job.target)
-        try:
-            result = await run_probe(client, job, SystemClock())
-        finally:
-            await client.aclose()
+        result = await probe_job(job)
     assert result.success, result.detail
 
 
