@@ -9,7 +9,7 @@ gauges) are rendered by prometheus-client as before.
 
 - ``Prerendered``: a collector that can also hand over its families as bytes;
 - ``Registry``: a ``CollectorRegistry`` that remembers its collectors in order, so the
-  renderer can tell the pre-rendered ones from the rest without private API;
+  renderer can tell the pre-rendered one from the rest without private API;
 - ``Exposition``: one scrape's body, plain text or OpenMetrics, identity or gzip.
 
 Gzip: the pre-rendered part is deflated once per change and cached, as a non-final deflate
@@ -113,7 +113,9 @@ def batches(parts: Iterable[bytes], size: int = BATCH_BYTES) -> Iterator[bytes]:
 
 
 class Registry(CollectorRegistry):
-    """A registry that remembers its collectors in registration order."""
+    """A registry that remembers its collectors in registration order, at most one of them
+    pre-rendered: a scrape serves that one's cached deflate stream as it is, and a second
+    would need its CRC joined to the first's over tens of MB per scrape."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,8 +123,12 @@ class Registry(CollectorRegistry):
         self._order_lock = threading.Lock()
 
     def register(self, collector: Collector) -> None:
-        super().register(collector)
         with self._order_lock:
+            if isinstance(collector, Prerendered) and any(
+                isinstance(c, Prerendered) for c in self._ordered
+            ):
+                raise ValueError("a registry serves one pre-rendered collector at most")
+            super().register(collector)
             self._ordered.append(collector)
 
     def unregister(self, collector: Collector) -> None:
@@ -162,37 +168,29 @@ def render(registry: Registry, accept: str | None, accept_encoding: str | None) 
     negotiates it (``choose_encoder``, ``gzip_accepted``), pre-rendered families included."""
     encoder, content_type = exposition.choose_encoder(accept or "")
     is_openmetrics = content_type.startswith("application/openmetrics-text")
-    static: list[Rendered] = []
+    static: Rendered | None = None
     dynamic: list[Collector] = []
     for collector in registry.collectors():
         if isinstance(collector, Prerendered):
-            static.append(collector.exposition(is_openmetrics))
+            static = collector.exposition(is_openmetrics)
         else:
             dynamic.append(collector)
     tail = encoder(_Group(dynamic))
-    gzipped = exposition.gzip_accepted(accept_encoding or "")
-    if not gzipped:
-        parts = [part for rendered in static for part in rendered.parts]
-        length = sum(r.length for r in static) + len(tail)
-        return Exposition(content_type, batches([*parts, tail]), length, gzipped=False)
-    parts = [_GZIP_HEADER]
-    crc, size = 0, 0
-    for rendered in static:
-        stream, part_crc = rendered.deflated()
-        parts.append(stream)
-        # The CRC runs on over the parts; the first one's is already known.
-        if size == 0:
-            crc = part_crc
-        else:
-            for batch in batches(rendered.parts, BATCH_BYTES):
-                crc = deflate.crc32(batch, crc)
-        size += rendered.length
+    if static is None:
+        static = Rendered([])
+    if not exposition.gzip_accepted(accept_encoding or ""):
+        body = batches([*static.parts, tail])
+        return Exposition(content_type, body, static.length + len(tail), gzipped=False)
+    stream, crc = static.deflated() if static.length else (b"", 0)
     compressor = deflate.compressobj(GZIP_LEVEL, deflate.DEFLATED, RAW_DEFLATE)
-    parts += [compressor.compress(tail), compressor.flush(deflate.Z_FINISH)]
     crc = deflate.crc32(tail, crc)
-    size += len(tail)
-    parts.append(
-        (crc & 0xFFFFFFFF).to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
-    )
-    body = b"".join(parts)
-    return Exposition(content_type, (body,), len(body), gzipped=True)
+    size = static.length + len(tail)
+    # Pieces, not joined: the cached stream is megabytes at fleet size.
+    parts = [
+        _GZIP_HEADER,
+        stream,
+        compressor.compress(tail),
+        compressor.flush(deflate.Z_FINISH),
+        (crc & 0xFFFFFFFF).to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"),
+    ]
+    return Exposition(content_type, parts, sum(map(len, parts)), gzipped=True)

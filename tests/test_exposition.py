@@ -148,6 +148,22 @@ def test_gzip_is_one_member_with_the_identity_body(
     assert probe_lines(text.decode()) == probe_lines(plain.decode())
 
 
+def test_a_registry_takes_one_prerendered_collector(registry: Registry) -> None:
+    """A second recorder on a registry is refused, as prometheus-client refuses duplicate
+    names: a scrape serves one cached deflate stream as it is."""
+    with pytest.raises(ValueError, match="one pre-rendered collector"):
+        Recorder(registry)
+
+
+def test_gzip_without_a_prerendered_collector() -> None:
+    """A registry with dynamic collectors only still gives one valid gzip member."""
+    registry = new_registry()
+    zipped = render(registry, None, "gzip")
+    data = b"".join(zipped.body)
+    assert len(data) == zipped.length
+    assert gzip.decompress(data) == b"".join(render(registry, None, None).body)
+
+
 def test_families_follow_sync_and_results() -> None:
     """A reload drops a job's blocks; a later result of that job is not recorded."""
     registry = new_registry()
