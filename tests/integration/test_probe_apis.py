@@ -16,7 +16,6 @@ from tests.support.jobs import make_job
 
 FAST = ModelScript(first_token_delay=0.02, tokens_per_second=400.0, tokens=100)
 # More than a loopback send() of one small answer takes.
-SEND_CALL_NS = 1_000_000
 
 
 async def probe(url: str, model: str = "m", **profile: Any) -> ProbeResult:
@@ -112,11 +111,13 @@ class TestNotStreamed:
         [request] = [r for r in sim.requests if r.path == f"/api/{api}"]
         assert request.body["stream"] is False
         assert request.done_write_ns is not None
-        # The duration reaches to the answer's write, which came after generation. The kernel
-        # stamps the bytes' arrival while the server's send() runs, so the stamp may precede
-        # the server's own, taken once send() returned, by that one call.
+        # The duration reaches to the answer, which the server writes no earlier than its
+        # scripted generation ends (first token, then 15 more at 400 tok/s) after it read
+        # the request. Not against the server's clock reading after its send(): a loaded
+        # kernel may transmit, and stamp the arrival, after that.
+        generation_ns = round((0.02 + 15 / 400.0) * NS_PER_S)
         assert result.t0_ns is not None
-        assert result.t0_ns + result.elapsed_ns >= request.done_write_ns - SEND_CALL_NS
+        assert result.t0_ns + result.elapsed_ns >= request.received_ns + generation_ns
 
     async def test_cut_answer_is_truncated(self, sim: OllamaSimulator) -> None:
         """A Content-Length body cut in half is truncated, as a stream cut short is."""
