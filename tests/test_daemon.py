@@ -487,7 +487,7 @@ async def test_fifty_reloads_while_twenty_probes_stream(
             return sum(sim.model_state(m).running for m in scripts)
 
         await wait_until(lambda: in_flight() >= 15)
-        peak = in_flight()
+        peak = 0  # sampled between the reloads only
         _, previous = walk(daemon.registry)
         started = time.monotonic()
         with scraping(url + "/metrics") as statuses:

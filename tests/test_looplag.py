@@ -33,8 +33,11 @@ async def test_samples_until_stopped() -> None:
     monitor.start()
     assert monitor.running
     await samples.wait(5)
+    timer = monitor._timer
+    assert timer is not None
     monitor.stop()
     assert not monitor.running
+    assert timer.cancelled()  # the next sample will not come
     seen = len(samples.values)
     for _ in range(5):
         await asyncio.sleep(0)

@@ -177,5 +177,7 @@ def test_plain_http_target_ignores_its_tls_settings(tmp_path: Path) -> None:
     target = make_settings(
         "http://127.0.0.1:9", ["m"], target={"tls": {"ca_file": str(not_a_bundle)}}
     ).targets[0]
+    plain = OllamaClient(make_settings("http://127.0.0.1:9", ["m"]).targets[0])
     client = OllamaClient(target)
-    assert client.target is target
+    pool = client._client._transport._pool  # type: ignore[attr-defined]
+    assert pool._ssl_context is plain._client._transport._pool._ssl_context  # type: ignore[attr-defined]
