@@ -55,6 +55,11 @@ def _secret_forms(values: Collection[str]) -> list[str]:
 def _cut_prefix(text: str, end: int, secret: str) -> int:
     """Length of the longest head of ``secret`` (at least ``REDACT_MIN_CHARS``) that ends
     ``text[:end]``: what is left of a secret that a detail was cut through."""
+    # Any such head starts with the secret's first characters within reach of ``end``: one
+    # search rules most cuts out, instead of a string built per candidate length (a hostile
+    # error body can be all ellipses).
+    if text.find(secret[:REDACT_MIN_CHARS], max(0, end - len(secret) + 1), end) < 0:
+        return 0
     for size in range(min(len(secret) - 1, end), REDACT_MIN_CHARS - 1, -1):
         if text.startswith(secret[:size], end - size):
             return size

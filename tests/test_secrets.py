@@ -78,6 +78,10 @@ def test_redact_removes_the_head_of_a_value_cut_short() -> None:
     assert redact("HTTP 500: token Bearer 01234", [value]) == f"HTTP 500: token {REDACTED}"
     assert redact("ends with Bear", [value]) == f"ends with {REDACTED}"
     assert redact("ends with Bea", [value]) == "ends with Bea"  # too short to tell
+    # The longest head there is (all but the last character), among many cuts.
+    dots = ELLIPSIS * 50
+    assert redact(f"{dots}{value[:-1]}{dots}", [value]) == f"{dots}{REDACTED}{dots}"
+    assert redact(dots, [value]) == dots
 
 
 def test_short_values_and_empty_text_are_left_alone() -> None:
