@@ -15,8 +15,9 @@ import bcrypt
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.web import WebServer, make_app
+from exporter.web import WebServer, make_app, source
 from exporter.web.auth import BasicAuth, parse_basic
+from exporter.web.config import WebConfig, load_web_config
 from tests.test_web import hooks
 
 ROUNDS = 4  # the cheapest cost bcrypt allows: the tests check logic, not hardness
@@ -186,3 +187,37 @@ def test_long_password_is_refused_not_an_error() -> None:
     """bcrypt 5 raises on passwords over 72 bytes; that is a wrong password, not a 500."""
     users = {"alice": hashed("right").encode()}
     assert not BasicAuth().check(users, basic("alice", "x" * 100))
+
+
+def test_an_invalid_file_is_loaded_again_only_when_a_file_it_read_changes(
+    web_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the file is invalid, connections hash what the failed load read instead of
+    parsing it again; editing the file, or creating a file it names, loads it again."""
+    loads: list[Path] = []
+    real = load_web_config
+
+    def counting(path: str | os.PathLike[str]) -> WebConfig:
+        loads.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(source, "load_web_config", counting)
+    web = source.WebConfigSource(web_config)
+    replace(web_config, "basic_auth_users: [\n")  # not YAML
+    for _ in range(3):
+        assert web.current().error is not None
+    assert len(loads) == 2  # start-up, then the first connection after the edit
+
+    cert = web_config.parent / "later.pem"
+    replace(web_config, f"tls_server_config:\n  cert_file: {cert}\n  key_file: {cert}\n")
+    assert "no such file" in (web.current().error or "")
+    assert "no such file" in (web.current().error or "")
+    assert len(loads) == 3
+    cert.write_text("not a certificate\n")  # the named file appears: loaded again
+    error = web.current().error or ""
+    assert len(loads) == 4
+    assert "no such file" not in error
+
+    replace(web_config, users_yaml(alice="right"))
+    assert web.current().error is None
+    assert len(loads) == 5

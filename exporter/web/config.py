@@ -85,8 +85,12 @@ _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 class WebConfigError(Exception):
     """An unusable web config file; ``str()`` is one line naming the file and the key."""
 
-    def __init__(self, path: Path, key: str, problem: str) -> None:
+    def __init__(self, path: Path, key: str, problem: str, files: tuple[Path, ...] = ()) -> None:
         self.path, self.key, self.problem = path, key, problem
+        # The files read up to the problem (the config file first): the load's outcome
+        # depends on them alone, so while none changes, loading again fails the same way.
+        self.files = files or (path,)
+        self.signature: tuple[bytes | None, ...] = ()  # their digests (set by the source)
         where = f"{key}: " if key else ""
         super().__init__(f"web config {path}: {where}{problem}")
 
@@ -130,9 +134,10 @@ class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.folder = path.absolute().parent
+        self.named: list[Path] = [path]  # every file the config names, as it is read
 
     def fail(self, key: str, problem: str) -> WebConfigError:
-        return WebConfigError(self.path, key, problem)
+        return WebConfigError(self.path, key, problem, tuple(self.named))
 
     def section(self, data: Mapping[str, Any], key: str) -> dict[str, Any]:
         value = data.get(key)
@@ -164,6 +169,7 @@ class _Reader:
         path = Path(value)
         if not path.is_absolute():
             path = self.folder / path
+        self.named.append(path)
         if not path.exists():
             raise self.fail(name, f"no such file: {path}")
         if not path.is_file():

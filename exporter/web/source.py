@@ -11,6 +11,8 @@ A file that turns invalid fails closed, as in exporter-toolkit: handshakes keep 
 certificate, but every request is answered 500 until the file is fixed. Carrying on with the
 old users would silently keep a user someone just meant to revoke. Switching TLS on or off
 needs a restart (the listener's scheme is fixed), so such an edit also counts as invalid.
+An invalid file is not parsed again per connection either: only once a file the failed load
+read (the config file, or a certificate it names) changes.
 """
 
 from __future__ import annotations
@@ -50,9 +52,14 @@ def _signature(paths: tuple[Path, ...]) -> Signature:
 
 def _load(path: Path) -> tuple[WebConfig, Signature]:
     """The config in ``path`` and the signature of every file it was built from. The config
-    file is hashed before it is parsed, so an edit landing during the parse shows next time."""
+    file is hashed before it is parsed, so an edit landing during the parse shows next time.
+    A ``WebConfigError`` carries the signature of the files read up to the problem."""
     before = _signature((path,))
-    config = load_web_config(path)
+    try:
+        config = load_web_config(path)
+    except WebConfigError as err:
+        err.signature = before + _signature(err.files[1:])
+        raise
     return config, before + _signature(config.files[1:])
 
 
@@ -64,6 +71,10 @@ class WebConfigSource:
         self._lock = threading.Lock()
         self._logged_error: str | None = None
         self._signature: Signature = ()
+        # While the file is invalid: what the failed load read, and its signature then. Each
+        # connection hashes them and loads again only when one changed: an invalid file
+        # costs a client no more than a valid one (no YAML, no key loading per connection).
+        self._failed: tuple[tuple[Path, ...], Signature] = ((), ())
         if self.path is None:
             self._snapshot = Snapshot(WebConfig())
         else:
@@ -84,14 +95,21 @@ class WebConfigSource:
             snapshot = self._snapshot
             if snapshot.error is None and _signature(snapshot.config.files) == self._signature:
                 return snapshot
+            failed_files, failed_signature = self._failed
+            if snapshot.error is not None and _signature(failed_files) == failed_signature:
+                return snapshot
             try:
                 config, signature = _load(self.path)
                 if (config.tls is not None) != self.initial_tls:
-                    raise WebConfigError(
-                        self.path, "tls_server_config", "turning TLS on or off needs a restart"
-                    )
+                    err = WebConfigError(
+                        self.path, "tls_server_config", "turning TLS on or off needs a restart",
+                        config.files,
+                    )  # fmt: skip
+                    err.signature = signature
+                    raise err
             except WebConfigError as err:
                 # Keep the last good config for TLS handshakes; requests get 500.
+                self._failed = (err.files, err.signature)
                 self._snapshot = Snapshot(snapshot.config, error=str(err))
                 if str(err) != self._logged_error:
                     self._logged_error = str(err)
