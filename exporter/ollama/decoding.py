@@ -203,11 +203,18 @@ def is_text(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
 
-def error_text(error: Any) -> str:
-    """The message of an in-stream error: a string, or an object with a ``message``."""
+def message_of(error: Any) -> str | None:
+    """The message of an ``error`` field: a string (Ollama), or an object's ``message``
+    (OpenAI-compatible servers); None for anything else."""
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return str(error["message"])
-    return error if isinstance(error, str) else str(error)
+    return error if isinstance(error, str) else None
+
+
+def error_text(error: Any) -> str:
+    """The message of an in-stream error, or the error field itself as text."""
+    message = message_of(error)
+    return str(error) if message is None else message
 
 
 def preview(line: bytes, limit: int = 120) -> str:

@@ -7,7 +7,7 @@ model is missing; everything else non-2xx except 503 is a generic ``http_error``
 
 from __future__ import annotations
 
-from exporter.ollama.decoding import InvalidLine, load_object
+from exporter.ollama.decoding import InvalidLine, load_object, message_of
 from exporter.result import Reason
 
 # How much of an error response is read: enough for any Ollama error object (a llama-server
@@ -21,12 +21,7 @@ def error_message(body: bytes) -> str | None:
         obj = load_object(body)  # bounded like a stream line: nesting too deep is not JSON
     except InvalidLine:
         return None
-    err = obj.get("error")
-    if isinstance(err, str):
-        return err
-    if isinstance(err, dict) and isinstance(err.get("message"), str):  # /v1 error shape
-        return str(err["message"])
-    return None
+    return message_of(obj.get("error"))
 
 
 def classify_status(status: int, body: bytes) -> tuple[Reason, str]:
