@@ -7,24 +7,15 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import SystemClock
-from exporter.ollama.client import OllamaClient
-from exporter.probe import run_probe
 from exporter.result import NS_PER_S, ProbeResult, Reason
 from exporter.simulator import Fault, ModelScript, OllamaSimulator
-from tests.support.jobs import make_job
+from tests.support.jobs import make_job, probe_job
 
 FAST = ModelScript(first_token_delay=0.02, tokens_per_second=400.0, tokens=100)
-# More than a loopback send() of one small answer takes.
 
 
 async def probe(url: str, model: str = "m", **profile: Any) -> ProbeResult:
-    job = make_job(url, model, **profile)
-    client = OllamaClient(job.target)
-    try:
-        return await run_probe(client, job, SystemClock())
-    finally:
-        await client.aclose()
+    return await probe_job(make_job(url, model, **profile))
 
 
 class TestOpenAI:

@@ -8,12 +8,11 @@ import time
 import pytest
 
 from exporter.clock import SystemClock
-from exporter.config import JobSpec
 from exporter.ollama.client import OllamaClient
 from exporter.probe import run_probe
-from exporter.result import NS_PER_S, ProbeResult, Reason
+from exporter.result import NS_PER_S, Reason
 from exporter.simulator import Fault, ModelScript, OllamaSimulator
-from tests.support.jobs import make_job
+from tests.support.jobs import make_job, probe_job
 
 FAST = ModelScript(first_token_delay=0.02, tokens_per_second=200.0, tokens=20)
 # How late a deadline may be seen to fire on a busy machine. Far below the runner's safety
@@ -21,12 +20,7 @@ FAST = ModelScript(first_token_delay=0.02, tokens_per_second=200.0, tokens=20)
 LATE_S = 1.0
 
 
-async def probe(job: JobSpec) -> ProbeResult:
-    client = OllamaClient(job.target)
-    try:
-        return await run_probe(client, job, SystemClock())
-    finally:
-        await client.aclose()
+probe = probe_job
 
 
 def closed_port() -> int:
