@@ -45,3 +45,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, mark))
         if path.as_posix() in _TIMING_FILES:
             item.add_marker(pytest.mark.timing)
+            item.add_marker(pytest.mark.xdist_group("timing"))

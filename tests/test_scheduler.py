@@ -63,10 +63,10 @@ class Recorder:
 
 
 async def test_first_probe_runs_at_start_up() -> None:
-    """With a 1 h interval, every job still runs once right away (within its share of the
-    first second)."""
+    """With a 1 h interval, every job still runs once right away (phases at 0 here: the
+    spread over the first second is ``test_first_runs_follow_the_phases``)."""
     rec = Recorder()
-    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
     sched.start(jobs(["a", "b"], "1h"))
     await wait_until(lambda: len(rec.results) == 2)
     await sched.shutdown()
@@ -74,9 +74,9 @@ async def test_first_probe_runs_at_start_up() -> None:
 
 
 async def test_a_job_never_overlaps_itself() -> None:
-    """A probe five times slower than its interval is never run twice at once."""
-    rec = Recorder(delay=0.5)
-    sched = ProbeScheduler(rec.probe, rec.results.append)
+    """A probe slower than its interval (250 ms against 100 ms) is never run twice at once."""
+    rec = Recorder(delay=0.25)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
     sched.start(jobs(["a"], "100ms"))
     await wait_until(lambda: len(rec.results) >= 3)
     await sched.shutdown()
@@ -86,7 +86,7 @@ async def test_a_job_never_overlaps_itself() -> None:
 async def test_probe_exceptions_are_contained() -> None:
     """A probe that raises does not stop its job: later runs still happen, nothing is recorded."""
     rec = Recorder(fail=True)
-    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
     sched.start(jobs(["a"], "100ms"))
     await wait_until(lambda: rec.calls["a"] >= 3)
     assert sched.running
@@ -97,7 +97,7 @@ async def test_probe_exceptions_are_contained() -> None:
 async def test_shutdown_cancels_in_flight_probes_quickly() -> None:
     """Shutdown cancels a probe stuck for an hour, waits for it, and records nothing for it."""
     rec = Recorder(delay=3600)
-    sched = ProbeScheduler(rec.probe, rec.results.append)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
     sched.start(jobs(["a"], "1h"))
     await wait_until(lambda: rec.running["a"] == 1)
     loop = asyncio.get_running_loop()
@@ -221,14 +221,14 @@ async def test_in_step_jobs_share_one_grid() -> None:
 async def test_interval_change_moves_a_job_to_its_new_grid() -> None:
     """A reload that changes a job's interval reschedules it on the new interval's grid."""
     rec = Recorder()
-    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.5)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.05)
     sched.start(jobs(["a"], "1h"))
     await wait_until(lambda: len(rec.results) == 1)
     sched.replace_jobs(jobs(["a"], "2h"))
     epoch = sched._epoch
     assert epoch is not None
     next_run = sched._scheduler.get_job("sim/a/p").next_run_time
-    assert next_run == epoch + timedelta(hours=1)  # the 2 h grid: epoch + 1 h + k * 2 h
+    assert next_run == epoch + timedelta(minutes=6)  # the 2 h grid: epoch + 6 min + k * 2 h
     await sched.shutdown()
     assert rec.calls == Counter({"a": 1})
 

@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import RunningProcess, exporter_process, http_get
 from tests.support.prometheus import (
     FAST_MODEL,
     MISSING_MODEL,
+    exposed_samples,
     full_exposition,
     probed_exporter,
     wait_for,
@@ -98,7 +98,6 @@ def exported_labels(*expositions: str) -> dict[str, set[str]]:
     """Sample name → the label names the exporter gives it, over several expositions."""
     found: dict[str, set[str]] = {}
     for text in expositions:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                found.setdefault(sample.name, set()).update(sample.labels)
+        for sample in exposed_samples(text):
+            found.setdefault(sample.name, set()).update(sample.labels)
     return found

@@ -365,7 +365,6 @@ def throughput_drop(target: str, history: str) -> Any:
 @pytest.mark.parametrize(
     ("test_file", "tuning", "eval_time", "expected"),
     [
-        ("throughput_day_night_test.yml", {}, "3d16h", throughput_drop("gpu-1", "3d 0h 0m 0s")),
         ("throughput_day_night_test.yml", {"throughputDropRatio": 0.6}, "3d16h", None),
         ("throughput_baseline_test.yml", {}, "9h", None),
         (
@@ -375,7 +374,7 @@ def throughput_drop(target: str, history: str) -> Any:
             throughput_drop("gpu-2", "8h 0m 0s"),
         ),
     ],
-    ids=["day-night", "day-night-ratio-0.6", "drift", "drift-maturity-8h"],
+    ids=["day-night-ratio-0.6", "drift", "drift-maturity-8h"],
 )
 def test_baseline_tuning_changes_what_fires(
     test_file: str, tuning: dict[str, Any], eval_time: str, expected: Any, tmp_path: Path
@@ -386,6 +385,10 @@ def test_baseline_tuning_changes_what_fires(
     120, and a ratio below busy / quiet silences it (the advice in docs/alerting.md). The
     drift (8 h at 120, then 80) is silent at 9 h; with a maturity of 8 h it fires there, as
     it did before maturity existed.
+
+    The day/night case has no untuned run here: untuned, the render is the shipped file
+    (``test_helm_chart``), whose own unit test asserts the same alert at the same time, and
+    its four days of rule evaluations are the dearest promtool run of the suite.
     """
     rules_path = tmp_path / "rules.yml"
     rules_path.write_text(yaml.safe_dump(prometheus_rule_spec(tuning)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 
 _SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
@@ -19,19 +20,31 @@ _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 
 def _unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
     return re.sub(r'\\[\\"n]', lambda m: _UNESCAPE[m.group()], value)
 
 
-def _labels(text: str, line: str) -> dict[str, str]:
-    labels: dict[str, str] = {}
+@lru_cache(maxsize=65536)
+def _label_items(text: str) -> tuple[tuple[str, str], ...] | None:
+    """The label pairs of one ``{...}`` body, or None if it is malformed. Cached: a test that
+    scrapes many times reads the same few thousand label sets again and again."""
+    items: list[tuple[str, str]] = []
     pos = 0
     while pos < len(text):
         match = _LABEL.match(text, pos)
         if match is None:
-            raise ValueError(f"malformed labels: {line!r}")
-        labels[match.group(1)] = _unescape(match.group(2))
+            return None
+        items.append((match.group(1), _unescape(match.group(2))))
         pos = match.end()
-    return labels
+    return tuple(items)
+
+
+def _labels(text: str, line: str) -> dict[str, str]:
+    items = _label_items(text)
+    if items is None:
+        raise ValueError(f"malformed labels: {line!r}")
+    return dict(items)
 
 
 def samples(exposition: str) -> Iterator[tuple[str, dict[str, str], float]]:
