@@ -6,8 +6,8 @@
   (``tests/hostile``, stress cases over loopback) and tests marked by hand.
 
 - ``timing``: a test whose assertions compare measured times (each against a baseline measured
-  in the same test). ``make test`` runs everything else on three workers, then these alone, so
-  its own workers are not the load they measure against.
+  in the same test, so that load is in both). They share one xdist group: under
+  ``--dist loadgroup`` (``make test``) one worker runs them one at a time, beside the rest.
 
 ``make test-fast`` runs ``-m "not e2e and not deploy and not slow"``; ``make test`` runs all.
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from tests.dashboard.workloads import every_series_exposition
 
 TESTS = Path(__file__).parent
 _FOLDER_MARKS = {
@@ -37,8 +39,26 @@ _TIMING_FILES = frozenset(
 )
 
 
+_SHARED_SETUPS = ("stack", "exposition", "demo_exposition")
+"""Fixtures, module- or session-scoped, that start processes and wait for their metrics. The
+tests that use one form one xdist group: under ``--dist loadgroup`` (``make test``) one
+worker sets it up once and runs them all, where spreading them would set it up on every
+worker."""
+
+
+@pytest.fixture(scope="session")
+def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The real exporters' /metrics with every series the exporter can export, for the rule
+    and dashboard tests that compare their names against it."""
+    return every_series_exposition(tmp_path_factory.mktemp("exporter"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        shared = [name for name in _SHARED_SETUPS if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
         path = Path(item.path).relative_to(TESTS)
         mark = _FOLDER_MARKS.get(path.parts[0]) if len(path.parts) > 1 else None
         if mark is not None:
@@ -46,3 +66,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if path.as_posix() in _TIMING_FILES:
             item.add_marker(pytest.mark.timing)
             item.add_marker(pytest.mark.xdist_group("timing"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail the run if ``--dist loadgroup`` would ignore the groups: pytest-xdist marks a
+    grouped test by a ``@group`` suffix on its node id, which pytest 9.2 no longer keeps
+    (pytest-xdist#1386). The timing tests would then run side by side, silently."""
+    if not session.config.getvalue("loadgroup"):
+        return
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            raise pytest.UsageError(
+                f"--dist loadgroup ignores xdist_group with pytest {pytest.__version__}"
+                " (pytest-xdist#1386): install the pytest that pyproject.toml pins"
+            )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.dashboard.workloads import every_series_exposition, exported_labels
+from tests.dashboard.workloads import exported_labels
 from tests.support.processes import LOOPBACK, free_port, http_get, running_process
 from tests.support.prometheus import (
     REPO_ROOT,
@@ -44,12 +44,6 @@ AGGREGATION = re.compile(r"\b(sum|avg|min|max|count|group|quantile|topk|bottomk)
 @pytest.fixture(scope="module")
 def dashboard() -> dict[str, Any]:
     return load_dashboard()
-
-
-@pytest.fixture(scope="module")
-def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The real exporters' /metrics, with every series the exporter can export."""
-    return every_series_exposition(tmp_path_factory.mktemp("exporter"))
 
 
 def content_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.dashboard.workloads import every_series_exposition, exported_labels
+from tests.dashboard.workloads import exported_labels
 from tests.support.prometheus import (
     REPO_ROOT,
     RULE_TESTS_DIR,
@@ -30,12 +30,6 @@ USER_DEFINED = {"model:ollama_probe_tokens_per_second:floor"}
 THRESHOLD = re.compile(r":\w+:threshold")
 """A threshold constant: a label-less recorded series (empty level), docs/alerting.md."""
 STALE_THRESHOLD = ":ollama_probe_stale_after_seconds:threshold"
-
-
-@pytest.fixture(scope="module")
-def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The real exporters' /metrics, with every series the exporter can export."""
-    return every_series_exposition(tmp_path_factory.mktemp("exporter"))
 
 
 def alerts() -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """A real Prometheus (and promtool) for tests, plus the shipped rules file and the dashboard.
 
 The Prometheus server listens on a free loopback port with a temporary data directory, so
-several runs can share a machine. A missing binary fails the test: the Makefile installs
-Debian's ``prometheus`` package, which provides both ``prometheus`` and ``promtool``.
+several runs can share a machine. A missing binary skips the test with the package to install
+(fails it in CI, ``tests.support.tools``): ``make test`` installs Debian's ``prometheus``
+package, which provides both ``prometheus`` and ``promtool``.
 """
 
 from __future__ import annotations
