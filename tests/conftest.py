@@ -56,27 +56,30 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        shared = [name for name in _SHARED_SETUPS if name in getattr(item, "fixturenames", ())]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
         path = Path(item.path).relative_to(TESTS)
         mark = _FOLDER_MARKS.get(path.parts[0]) if len(path.parts) > 1 else None
         if mark is not None:
             item.add_marker(getattr(pytest.mark, mark))
-        if path.as_posix() in _TIMING_FILES:
+        timing = path.as_posix() in _TIMING_FILES
+        if timing:
             item.add_marker(pytest.mark.timing)
-            item.add_marker(pytest.mark.xdist_group("timing"))
+        # One group per test (xdist would join two names into a third group): the timing
+        # group first, as one at a time is what keeps their measurements apart.
+        uses = getattr(item, "fixturenames", ())
+        group = "timing" if timing else next((f for f in _SHARED_SETUPS if f in uses), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Fail the run if ``--dist loadgroup`` would ignore the groups: pytest-xdist marks a
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a grouped test if ``--dist loadgroup`` ignored its group: pytest-xdist marks a
     grouped test by a ``@group`` suffix on its node id, which pytest 9.2 no longer keeps
-    (pytest-xdist#1386). The timing tests would then run side by side, silently."""
-    if not session.config.getvalue("loadgroup"):
+    (pytest-xdist#1386), and the timing tests would then run side by side, silently."""
+    if not getattr(item.config.option, "loadgroup", False):  # set on xdist's workers only
         return
-    for item in session.items:
-        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
-            raise pytest.UsageError(
-                f"--dist loadgroup ignores xdist_group with pytest {pytest.__version__}"
-                " (pytest-xdist#1386): install the pytest that pyproject.toml pins"
-            )
+    if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+        pytest.fail(
+            f"--dist loadgroup ignored this test's xdist_group with pytest {pytest.__version__}"
+            " (pytest-xdist#1386): install the pytest that pyproject.toml pins",
+            pytrace=False,
+        )
