@@ -111,16 +111,22 @@ async def test_shutdown_cancels_in_flight_probes_quickly() -> None:
 
 async def test_replace_jobs_keeps_schedule_of_unchanged_jobs() -> None:
     """A reload runs new jobs at once, does not re-run kept ones, and stops removed ones
-    (phases at 0: where in the first second each job starts is not the point here)."""
+    (phases at 0: where in the first second each job starts is not the point here). A kept
+    job's next run is where it was, an interval away: read from the schedule rather than
+    waited for, since a re-run that did not happen cannot be waited on."""
     rec = Recorder()
     sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
     sched.start(jobs(["a", "b"], "1h"))
     await wait_until(lambda: len(rec.results) == 2)
+    kept_next_run = sched._scheduler.get_job("sim/a/p").next_run_time
     sched.replace_jobs(jobs(["a", "c"], "1h"))
+    assert sched._scheduler.get_job("sim/a/p").next_run_time == kept_next_run
+    assert sched._scheduler.get_job("sim/b/p") is None
     await wait_until(lambda: rec.calls["c"] == 1)
-    await asyncio.sleep(0.2)  # room for a wrongly re-run "a" to show up
     await sched.shutdown()
     assert rec.calls == Counter({"a": 1, "b": 1, "c": 1})
+    assert sched._epoch is not None
+    assert kept_next_run == sched._epoch + timedelta(hours=1)
 
 
 async def test_each_skipped_run_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
