@@ -62,11 +62,16 @@ class Recorder:
             self.running[spec.model] -= 1
 
 
+def in_step(_job_id: str) -> float:
+    """Phase 0 for every job: all start at once, where phases are not what a test checks."""
+    return 0.0
+
+
 async def test_first_probe_runs_at_start_up() -> None:
     """With a 1 h interval, every job still runs once right away (phases at 0 here: the
     spread over the first second is ``test_first_runs_follow_the_phases``)."""
     rec = Recorder()
-    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=in_step)
     sched.start(jobs(["a", "b"], "1h"))
     await wait_until(lambda: len(rec.results) == 2)
     await sched.shutdown()
@@ -76,7 +81,7 @@ async def test_first_probe_runs_at_start_up() -> None:
 async def test_a_job_never_overlaps_itself() -> None:
     """A probe slower than its interval (250 ms against 100 ms) is never run twice at once."""
     rec = Recorder(delay=0.25)
-    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=in_step)
     sched.start(jobs(["a"], "100ms"))
     await wait_until(lambda: len(rec.results) >= 3)
     await sched.shutdown()
@@ -86,7 +91,7 @@ async def test_a_job_never_overlaps_itself() -> None:
 async def test_probe_exceptions_are_contained() -> None:
     """A probe that raises does not stop its job: later runs still happen, nothing is recorded."""
     rec = Recorder(fail=True)
-    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=in_step)
     sched.start(jobs(["a"], "100ms"))
     await wait_until(lambda: rec.calls["a"] >= 3)
     assert sched.running
@@ -97,7 +102,7 @@ async def test_probe_exceptions_are_contained() -> None:
 async def test_shutdown_cancels_in_flight_probes_quickly() -> None:
     """Shutdown cancels a probe stuck for an hour, waits for it, and records nothing for it."""
     rec = Recorder(delay=3600)
-    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=in_step)
     sched.start(jobs(["a"], "1h"))
     await wait_until(lambda: rec.running["a"] == 1)
     loop = asyncio.get_running_loop()
@@ -115,7 +120,7 @@ async def test_replace_jobs_keeps_schedule_of_unchanged_jobs() -> None:
     job's next run is where it was, an interval away: read from the schedule rather than
     waited for, since a re-run that did not happen cannot be waited on."""
     rec = Recorder()
-    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=in_step)
     sched.start(jobs(["a", "b"], "1h"))
     await wait_until(lambda: len(rec.results) == 2)
     kept_next_run = sched._scheduler.get_job("sim/a/p").next_run_time
@@ -216,7 +221,7 @@ async def test_first_runs_follow_the_phases() -> None:
 async def test_in_step_jobs_share_one_grid() -> None:
     """With every phase 0 (the benchmark's "in step"), all jobs are due at the same times."""
     rec = Recorder()
-    sched = ProbeScheduler(rec.probe, rec.results.append, phase=lambda _: 0.0)
+    sched = ProbeScheduler(rec.probe, rec.results.append, phase=in_step)
     sched.start(jobs(["a", "b", "c"], "1h"))
     await wait_until(lambda: len(rec.results) == 3)
     due = {job.next_run_time for job in sched._scheduler.get_jobs()}
